@@ -14,7 +14,7 @@ const (
 	// NonexistentPeer is the patch peer neutron sets before its drop flows are in place.
 	NonexistentPeer = "nonexistent-peer"
 	// MaxIfNameLen is the Linux IFNAMSIZ-1 limit that OVS port names share.
-	MaxIfNameLen = 15
+	MaxIfNameLen     = 15
 	interfaceHashLen = 6
 )
 
