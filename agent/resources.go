@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/nova-container-agent/nova-container-agent/agent/cloud"
 )
 
 // HostFacts are the raw capacities of this host as the driver sees them. They are gathered once per
@@ -166,21 +168,11 @@ func atoiOr0(s string) int {
 	return n
 }
 
-// Inventory is one placement inventory record.
-type Inventory struct {
-	Total           int     `json:"total"`
-	Reserved        int     `json:"reserved"`
-	MinUnit         int     `json:"min_unit"`
-	MaxUnit         int     `json:"max_unit"`
-	StepSize        int     `json:"step_size"`
-	AllocationRatio float64 `json:"allocation_ratio"`
-}
-
 // InventoryPlan computes the provider inventory the way nova's drivers' update_provider_tree does,
 // with _get_allocation_ratios' precedence: a configured ratio wins; else a ratio already in placement
 // is kept (operators may tune it there); else the initial_* default. Classes with total 0 are omitted
 // because placement rejects them.
-func InventoryPlan(f HostFacts, r Ratios, res Reserved, current map[string]Inventory) map[string]Inventory {
+func InventoryPlan(f HostFacts, r Ratios, res Reserved, current cloud.Inventories) cloud.Inventories {
 	ratio := func(rc string, set, initial float64) float64 {
 		if set > 0 {
 			return set
@@ -190,12 +182,12 @@ func InventoryPlan(f HostFacts, r Ratios, res Reserved, current map[string]Inven
 		}
 		return initial
 	}
-	out := map[string]Inventory{}
+	out := cloud.Inventories{}
 	add := func(rc string, total, reserved int, set, initial float64) {
 		if total <= 0 {
 			return
 		}
-		out[rc] = Inventory{Total: total, Reserved: reserved, MinUnit: 1, MaxUnit: total, StepSize: 1,
+		out[rc] = cloud.Inventory{Total: total, Reserved: reserved, MinUnit: 1, MaxUnit: total, StepSize: 1,
 			AllocationRatio: ratio(rc, set, initial)}
 	}
 	add("VCPU", f.VCPUs, res.CPUs, r.CPU, r.InitialCPU)
@@ -250,26 +242,6 @@ func TraitsPlan(current []string, disabled bool) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// SameTraits reports whether two trait sets are equal regardless of order.
-func SameTraits(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	m := map[string]int{}
-	for _, t := range a {
-		m[t]++
-	}
-	for _, t := range b {
-		m[t]--
-	}
-	for _, n := range m {
-		if n != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // PackVersion packs "20.10.24+dfsg1" as nova's utils.convert_version_to_int does (20010024).

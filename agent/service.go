@@ -1,0 +1,102 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/nova-container-agent/nova-container-agent/agent/objects"
+)
+
+// ensureService is nova/service.py's Service.start registration: get the services row for this
+// host and binary, create it when absent, and claim the Zed service version when it differs.
+func (m *Manager) ensureService(ctx context.Context, actx map[string]any) error {
+	svc, err := m.getService(ctx, actx)
+	if err != nil {
+		return err
+	}
+	if svc == nil {
+		svc = objects.NewService(m.opts.Host, Binary, Topic)
+		if _, err := m.cond.ObjectAction(ctx, actx, svc.Object, "create", []any{}, map[string]any{}); err != nil {
+			switch remoteClass(err) {
+			case "ServiceBinaryExists", "ServiceTopicExists":
+				// Another process registered the same host between our get and create.
+				if svc, err = m.getService(ctx, actx); err != nil {
+					return err
+				}
+				if svc == nil {
+					return fmt.Errorf("register service %s: exists but cannot be read", m.opts.Host)
+				}
+			default:
+				return fmt.Errorf("register service %s: %w", m.opts.Host, err)
+			}
+		}
+		m.log.Info("registered compute service", "host", m.opts.Host, "service_uuid", svc.UUID())
+	}
+	if svc.ServiceVersion() != objects.ServiceVersion {
+		svc.SetVersion(objects.ServiceVersion)
+		if _, err := m.cond.ObjectAction(ctx, actx, svc.Object, "save", []any{}, map[string]any{}); err != nil {
+			return fmt.Errorf("update service version of %s: %w", m.opts.Host, err)
+		}
+	}
+	m.mu.Lock()
+	m.service = svc
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *Manager) getService(ctx context.Context, actx map[string]any) (*objects.Service, error) {
+	raw, err := m.cond.ClassAction(ctx, actx, "Service", "get_by_host_and_binary", []any{m.opts.Host, Binary}, map[string]any{})
+	if err != nil {
+		return nil, fmt.Errorf("look up service %s/%s: %w", m.opts.Host, Binary, err)
+	}
+	if isJSONNull(raw) {
+		return nil, nil
+	}
+	o, err := objects.ObjectFrom(raw)
+	if err != nil {
+		return nil, fmt.Errorf("look up service %s/%s: %w", m.opts.Host, Binary, err)
+	}
+	return objects.AsService(o)
+}
+
+// Heartbeat is one report of nova's servicegroup db driver: report_count incremented and saved,
+// which is what makes the conductor refresh last_seen_up. The conductor's updates (e.g. an
+// operator's disabled flag) are applied to our copy by the conductor client.
+func (m *Manager) Heartbeat(ctx context.Context) error {
+	m.mu.Lock()
+	svc := m.service
+	m.mu.Unlock()
+	if svc == nil {
+		// The service was never registered (conductor unreachable at start): register now.
+		return m.ensureService(ctx, m.adminContext())
+	}
+	// Work on a copy so a failed save does not leave a half-applied count behind for the next try.
+	next := &objects.Service{Object: svc.Clone()}
+	next.IncrementReportCount()
+	if _, err := m.cond.ObjectAction(ctx, m.adminContext(), next.Object, "save", []any{}, map[string]any{}); err != nil {
+		if remoteClass(err) == "ServiceNotFound" {
+			// An operator deleted the service row: register again, as nova-compute does on restart.
+			m.mu.Lock()
+			m.service = nil
+			m.mu.Unlock()
+		}
+		return fmt.Errorf("report state of service %s: %w", m.opts.Host, err)
+	}
+	m.mu.Lock()
+	m.service = next
+	m.mu.Unlock()
+	return nil
+}
+
+// ServiceDisabled reports the operator's disabled flag from the last service record seen.
+func (m *Manager) ServiceDisabled() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.service != nil && m.service.Disabled()
+}
+
+func isJSONNull(raw json.RawMessage) bool {
+	s := string(raw)
+	return len(raw) == 0 || s == "null"
+}
