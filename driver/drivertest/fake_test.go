@@ -1,0 +1,7 @@
+package drivertest
+
+import "testing"
+
+func TestFakeConformance(t *testing.T) {
+	Conformance(t, NewFake())
+}
