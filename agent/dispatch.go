@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nova-container-agent/nova-container-agent/agent/conductor"
 	"github.com/nova-container-agent/nova-container-agent/agent/objects"
 	"github.com/nova-container-agent/nova-container-agent/agent/rpc"
 )
@@ -111,7 +112,7 @@ func (m *Manager) wrap(method string, spec computeMethod, h OpHandler) rpc.Handl
 		}
 		if err != nil && inst != nil && spec.dec.revertsTaskState && !isUnexpectedTaskState(err) {
 			inst.SetTaskState(objects.TaskNone)
-			if _, serr := m.cond.ObjectAction(ctx, rctx, inst.Object, "save", []any{}, map[string]any{}); serr != nil {
+			if serr := m.cond.InstanceSave(ctx, rctx, inst, conductor.SaveOptions{}); serr != nil {
 				log.Error("revert task state", "err", serr)
 			}
 		}
@@ -128,8 +129,7 @@ func isUnexpectedTaskState(err error) bool {
 }
 
 func (m *Manager) eventStart(ctx context.Context, rctx map[string]any, uuid, name string) error {
-	args, kwargs := objects.ActionEvent{InstanceUUID: uuid, Name: name}.StartArgs(m.opts.Host)
-	if _, err := m.cond.ClassAction(ctx, rctx, "InstanceActionEvent", "event_start", args, kwargs); err != nil {
+	if err := m.cond.EventStart(ctx, rctx, objects.ActionEvent{InstanceUUID: uuid, Name: name}, m.opts.Host); err != nil {
 		return fmt.Errorf("start action event %s of %s: %w", name, uuid, err)
 	}
 	return nil
@@ -141,8 +141,7 @@ func (m *Manager) eventFinish(ctx context.Context, rctx map[string]any, uuid, na
 		v, tb := faultText(opErr)
 		excVal, excTB = &v, &tb
 	}
-	args, kwargs := objects.ActionEvent{InstanceUUID: uuid, Name: name}.FinishArgs(excVal, excTB)
-	if _, err := m.cond.ClassAction(ctx, rctx, "InstanceActionEvent", "event_finish_with_failure", args, kwargs); err != nil {
+	if err := m.cond.EventFinishWithFailure(ctx, rctx, objects.ActionEvent{InstanceUUID: uuid, Name: name}, excVal, excTB); err != nil {
 		return fmt.Errorf("finish action event %s of %s: %w", name, uuid, err)
 	}
 	return nil
@@ -179,7 +178,7 @@ func faultCode(err error) int {
 func (m *Manager) addFault(ctx context.Context, rctx map[string]any, uuid string, opErr error) {
 	msg, tb := faultText(opErr)
 	fault := objects.NewInstanceFault(m.opts.Host, uuid, faultCode(opErr), msg, tb)
-	if _, err := m.cond.ObjectAction(ctx, rctx, fault, "create", []any{}, map[string]any{}); err != nil {
+	if err := m.cond.InstanceFaultCreate(ctx, rctx, fault); err != nil {
 		m.log.Error("record instance fault", "instance", uuid, "err", err)
 	}
 }
@@ -202,7 +201,7 @@ func (m *Manager) errorOutMigration(ctx context.Context, rctx map[string]any, re
 		return
 	}
 	mig.SetStatus("error")
-	if _, err := m.cond.ObjectAction(ctx, rctx, mig.Object, "save", []any{}, map[string]any{}); err != nil {
+	if err := m.cond.MigrationSave(ctx, rctx, mig); err != nil {
 		log.Error("set migration status to error", "err", err)
 	}
 }

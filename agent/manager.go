@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,13 +19,6 @@ const (
 	Binary = "nova-compute"
 	Topic  = "compute"
 )
-
-// Conductor is the part of nova-conductor's object API the manager uses. The rctx is the oslo
-// request context that travels as _context_* keys.
-type Conductor interface {
-	ClassAction(ctx context.Context, rctx map[string]any, objName, objMethod string, args []any, kwargs map[string]any) (json.RawMessage, error)
-	ObjectAction(ctx context.Context, rctx map[string]any, obj *objects.Object, method string, args []any, kwargs map[string]any) (json.RawMessage, error)
-}
 
 // Placement is the part of the placement API the resource tracker and instance lifecycle use.
 // Implementations handle resource provider generations and retry on generation conflicts.
@@ -60,14 +52,14 @@ type Options struct {
 // the compute RPC API.
 type Manager struct {
 	opts      Options
-	cond      Conductor
+	cond      *conductor.Client
 	placement Placement
 	log       *slog.Logger
 	now       func() time.Time
 
 	mu          sync.Mutex
 	service     *objects.Service
-	computeNode *objects.Object
+	computeNode *objects.ComputeNode
 	failedBuild int
 	// locks serialise lifecycle operations per instance, as nova's utils.synchronized(uuid) does.
 	locks     keyedMutex
@@ -76,7 +68,7 @@ type Manager struct {
 }
 
 // New validates the options and returns a Manager.
-func New(opts Options, cond Conductor, placement Placement, log *slog.Logger) (*Manager, error) {
+func New(opts Options, cond *conductor.Client, placement Placement, log *slog.Logger) (*Manager, error) {
 	if opts.Host == "" {
 		return nil, errors.New("new compute manager: host is empty")
 	}
@@ -108,12 +100,11 @@ func (m *Manager) adminContext() map[string]any {
 // reports inventory to placement. The RPC server is started by the caller afterwards, as nova does.
 func (m *Manager) Start(ctx context.Context) error {
 	actx := m.adminContext()
-	raw, err := m.cond.ClassAction(ctx, actx, "Service", "get_minimum_version", []any{Binary}, map[string]any{})
+	minVersion, err := m.cond.ServiceGetMinimumVersion(ctx, actx, Binary)
 	if err != nil {
 		return fmt.Errorf("read minimum compute service version: %w", err)
 	}
-	var minVersion int
-	if err := json.Unmarshal(raw, &minVersion); err == nil && minVersion > objects.ServiceVersion {
+	if minVersion > objects.ServiceVersion {
 		return fmt.Errorf("cloud runs nova-compute version %d, newer than this agent's %d: upgrade the agent", minVersion, objects.ServiceVersion)
 	}
 	if err := m.ensureService(ctx, actx); err != nil {

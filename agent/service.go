@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
+	"github.com/nova-container-agent/nova-container-agent/agent/conductor"
 	"github.com/nova-container-agent/nova-container-agent/agent/objects"
 )
 
@@ -17,9 +19,9 @@ func (m *Manager) ensureService(ctx context.Context, actx map[string]any) error 
 	}
 	if svc == nil {
 		svc = objects.NewService(m.opts.Host, Binary, Topic)
-		if _, err := m.cond.ObjectAction(ctx, actx, svc.Object, "create", []any{}, map[string]any{}); err != nil {
-			switch remoteClass(err) {
-			case "ServiceBinaryExists", "ServiceTopicExists":
+		if err := m.cond.ServiceCreate(ctx, actx, svc); err != nil {
+			switch {
+			case errors.Is(err, conductor.ErrConflict):
 				// Another process registered the same host between our get and create.
 				if svc, err = m.getService(ctx, actx); err != nil {
 					return err
@@ -35,7 +37,7 @@ func (m *Manager) ensureService(ctx context.Context, actx map[string]any) error 
 	}
 	if svc.ServiceVersion() != objects.ServiceVersion {
 		svc.SetVersion(objects.ServiceVersion)
-		if _, err := m.cond.ObjectAction(ctx, actx, svc.Object, "save", []any{}, map[string]any{}); err != nil {
+		if err := m.cond.ServiceSave(ctx, actx, svc); err != nil {
 			return fmt.Errorf("update service version of %s: %w", m.opts.Host, err)
 		}
 	}
@@ -46,18 +48,14 @@ func (m *Manager) ensureService(ctx context.Context, actx map[string]any) error 
 }
 
 func (m *Manager) getService(ctx context.Context, actx map[string]any) (*objects.Service, error) {
-	raw, err := m.cond.ClassAction(ctx, actx, "Service", "get_by_host_and_binary", []any{m.opts.Host, Binary}, map[string]any{})
-	if err != nil {
-		return nil, fmt.Errorf("look up service %s/%s: %w", m.opts.Host, Binary, err)
-	}
-	if isJSONNull(raw) {
+	svc, err := m.cond.ServiceGetByHostAndBinary(ctx, actx, m.opts.Host, Binary)
+	if errors.Is(err, conductor.ErrNotFound) {
 		return nil, nil
 	}
-	o, err := objects.ObjectFrom(raw)
 	if err != nil {
 		return nil, fmt.Errorf("look up service %s/%s: %w", m.opts.Host, Binary, err)
 	}
-	return objects.AsService(o)
+	return svc, nil
 }
 
 // Heartbeat is one report of nova's servicegroup db driver: report_count incremented and saved,
@@ -73,8 +71,7 @@ func (m *Manager) Heartbeat(ctx context.Context) error {
 	}
 	// Work on a copy so a failed save does not leave a half-applied count behind for the next try.
 	next := &objects.Service{Object: svc.Clone()}
-	next.IncrementReportCount()
-	if _, err := m.cond.ObjectAction(ctx, m.adminContext(), next.Object, "save", []any{}, map[string]any{}); err != nil {
+	if err := m.cond.ServiceHeartbeat(ctx, m.adminContext(), next); err != nil {
 		if remoteClass(err) == "ServiceNotFound" {
 			// An operator deleted the service row: register again, as nova-compute does on restart.
 			m.mu.Lock()

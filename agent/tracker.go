@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/nova-container-agent/nova-container-agent/agent/cloud"
+	"github.com/nova-container-agent/nova-container-agent/agent/conductor"
 	"github.com/nova-container-agent/nova-container-agent/agent/objects"
 )
 
@@ -84,17 +85,8 @@ func (m *Manager) UpdateAvailableResource(ctx context.Context) error {
 }
 
 func (m *Manager) instanceUsage(ctx context.Context, actx map[string]any) (Usage, error) {
-	raw, err := m.cond.ClassAction(ctx, actx, "InstanceList", "get_by_host_and_node",
-		[]any{m.opts.Host, m.opts.Host},
-		map[string]any{"expected_attrs": []string{"system_metadata", "numa_topology", "flavor", "migration_context", "resources"}})
-	if err != nil {
-		return Usage{}, fmt.Errorf("list instances of %s: %w", m.opts.Host, err)
-	}
-	list, err := objects.ObjectFrom(raw)
-	if err != nil {
-		return Usage{}, fmt.Errorf("list instances of %s: %w", m.opts.Host, err)
-	}
-	insts, err := objects.Instances(list)
+	insts, err := m.cond.InstanceListGetByHostAndNode(ctx, actx, m.opts.Host, m.opts.Host,
+		[]string{"system_metadata", "numa_topology", "flavor", "migration_context", "resources"})
 	if err != nil {
 		return Usage{}, fmt.Errorf("list instances of %s: %w", m.opts.Host, err)
 	}
@@ -119,26 +111,17 @@ func (m *Manager) instanceUsage(ctx context.Context, actx map[string]any) (Usage
 // anything, like ResourceTracker._init_compute_node and _update.
 func (m *Manager) ensureComputeNode(ctx context.Context, actx map[string]any, fields map[string]any) (*objects.ComputeNode, error) {
 	m.mu.Lock()
-	cn := m.computeNode
+	node := m.computeNode
 	m.mu.Unlock()
-	if cn == nil {
-		raw, err := m.cond.ClassAction(ctx, actx, "ComputeNode", "get_by_host_and_nodename",
-			[]any{m.opts.Host, m.opts.Host}, map[string]any{})
+	if node == nil {
+		var err error
+		node, err = m.cond.ComputeNodeGetByHostAndNodename(ctx, actx, m.opts.Host, m.opts.Host)
 		switch {
-		case err == nil:
-			cn, err = objects.ObjectFrom(raw)
-			if err != nil {
-				return nil, fmt.Errorf("read compute node %s: %w", m.opts.Host, err)
-			}
-		case remoteClass(err) == "ComputeHostNotFound":
+		case errors.Is(err, conductor.ErrNotFound):
 			return m.createComputeNode(ctx, actx, fields)
-		default:
+		case err != nil:
 			return nil, fmt.Errorf("read compute node %s: %w", m.opts.Host, err)
 		}
-	}
-	node, err := objects.AsComputeNode(cn)
-	if err != nil {
-		return nil, err
 	}
 	// The record is the source of truth for the uuid: if the state file was lost, adopt the
 	// record's uuid rather than orphaning the resource provider and its allocations.
@@ -157,7 +140,7 @@ func (m *Manager) ensureComputeNode(ctx context.Context, actx map[string]any, fi
 		changed = changed || c
 	}
 	if changed {
-		if _, err := m.cond.ObjectAction(ctx, actx, node.Object, "save", []any{}, map[string]any{}); err != nil {
+		if err := m.cond.ComputeNodeSave(ctx, actx, node); err != nil {
 			m.mu.Lock()
 			m.computeNode = nil // re-read next time: our copy may be stale
 			m.mu.Unlock()
@@ -165,7 +148,7 @@ func (m *Manager) ensureComputeNode(ctx context.Context, actx map[string]any, fi
 		}
 	}
 	m.mu.Lock()
-	m.computeNode = node.Object
+	m.computeNode = node
 	m.mu.Unlock()
 	return node, nil
 }
@@ -193,7 +176,7 @@ func (m *Manager) createComputeNode(ctx context.Context, actx map[string]any, fi
 	if err := node.Set("supported_hv_specs", []*objects.Object{objects.NewHVSpec(novaArchOf(fields), HypervisorType, VMMode)}); err != nil {
 		return nil, err
 	}
-	if _, err := m.cond.ObjectAction(ctx, actx, node.Object, "create", []any{}, map[string]any{}); err != nil {
+	if err := m.cond.ComputeNodeCreate(ctx, actx, node); err != nil {
 		return nil, fmt.Errorf("create compute node %s: %w", m.opts.Host, err)
 	}
 	m.log.Info("created compute node", "host", m.opts.Host, "node_uuid", node.UUID())
@@ -203,11 +186,11 @@ func (m *Manager) createComputeNode(ctx context.Context, actx map[string]any, fi
 			return nil, err
 		}
 	}
-	if _, err := m.cond.ObjectAction(ctx, actx, node.Object, "save", []any{}, map[string]any{}); err != nil {
+	if err := m.cond.ComputeNodeSave(ctx, actx, node); err != nil {
 		return nil, fmt.Errorf("save compute node %s: %w", m.opts.Host, err)
 	}
 	m.mu.Lock()
-	m.computeNode = node.Object
+	m.computeNode = node
 	m.mu.Unlock()
 	return node, nil
 }
@@ -282,17 +265,9 @@ func (m *Manager) syncTraits(ctx context.Context, rp string, disabled bool) erro
 }
 
 func (m *Manager) serviceDisabledFresh(ctx context.Context, actx map[string]any) (bool, error) {
-	raw, err := m.cond.ClassAction(ctx, actx, "Service", "get_by_compute_host", []any{m.opts.Host}, map[string]any{})
+	svc, err := m.cond.ServiceGetByComputeHost(ctx, actx, m.opts.Host)
 	if err != nil {
 		return false, fmt.Errorf("read service of %s: %w", m.opts.Host, err)
-	}
-	o, err := objects.ObjectFrom(raw)
-	if err != nil {
-		return false, fmt.Errorf("read service of %s: %w", m.opts.Host, err)
-	}
-	svc, err := objects.AsService(o)
-	if err != nil {
-		return false, err
 	}
 	return svc.Disabled(), nil
 }
@@ -301,14 +276,10 @@ func (m *Manager) serviceDisabledFresh(ctx context.Context, actx map[string]any)
 // disables the service, and the compute flips COMPUTE_STATUS_DISABLED right away.
 func (m *Manager) SetHostEnabled(ctx context.Context, enabled bool) (string, error) {
 	m.mu.Lock()
-	cn := m.computeNode
+	node := m.computeNode
 	m.mu.Unlock()
-	if cn == nil {
+	if node == nil {
 		return "", errors.New("set host enabled: compute node not registered yet")
-	}
-	node, err := objects.AsComputeNode(cn)
-	if err != nil {
-		return "", err
 	}
 	if err := m.syncTraits(ctx, node.UUID(), !enabled); err != nil {
 		return "", err
