@@ -123,6 +123,9 @@ func New(ctx context.Context, api DockerAPI, opts ...Option) (*Driver, error) {
 		return nil, fmt.Errorf("docker reports cgroup v%s; this driver supports v1 hosts: %w", info.Info.CgroupVersion, ErrDaemon)
 	}
 	d.caps.StorageDriver = info.Info.Driver
+	if d.opts.HostCPUs == 0 {
+		d.opts.HostCPUs = info.Info.NCPU
+	}
 	backing := ""
 	for _, kv := range info.Info.DriverStatus {
 		if kv[0] == "Backing Filesystem" {

@@ -3,6 +3,7 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"path"
 	"regexp"
@@ -99,6 +100,10 @@ type Options struct {
 	StopTimeout int
 	// ExtraEnv is appended to the instance container's environment.
 	ExtraEnv []string
+	// HostCPUs is the number of host CPUs (0-based, contiguous). When set
+	// and a shared flavor has fewer vCPUs, the instance also gets a cpuset
+	// of that many CPUs (see SharedCPUSet).
+	HostCPUs int
 }
 
 // DefaultOptions returns the production defaults.
@@ -375,6 +380,7 @@ func Container(inst Instance, opts Options) (Spec, error) {
 	} else {
 		res.CPUPeriod = 100000
 		res.CPUQuota = int64(f.VCPUs) * 100000
+		res.CpusetCpus = SharedCPUSet(inst.UUID, f.VCPUs, opts.HostCPUs)
 	}
 	hc := &container.HostConfig{
 		NetworkMode:   container.NetworkMode("container:" + sandbox),
@@ -431,6 +437,33 @@ func Container(inst Instance, opts Options) (Spec, error) {
 		},
 		HostConfig: hc,
 	}, nil
+}
+
+// SharedCPUSet returns the cpuset for a shared-CPU instance: vcpus
+// consecutive host CPUs (wrapping), starting at a position derived from the
+// uuid so instances spread over the host. The CFS quota alone caps CPU time
+// but is invisible to nproc, sched_getaffinity, sysconf(_SC_NPROCESSORS_ONLN),
+// the JVM and the Go runtime, which all count the affinity mask; a VM with
+// 2 vCPUs should show 2. The cost: two busy instances can land on the same
+// CPU while another idles, as with vCPU pinning. Empty when the flavor
+// covers the whole host (or hostCPUs is unknown).
+func SharedCPUSet(id string, vcpus, hostCPUs int) string {
+	if hostCPUs <= 0 || vcpus >= hostCPUs {
+		return ""
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	start := int(h.Sum32() % uint32(hostCPUs))
+	cpus := make([]int, 0, vcpus)
+	for i := 0; i < vcpus; i++ {
+		cpus = append(cpus, (start+i)%hostCPUs)
+	}
+	sort.Ints(cpus)
+	parts := make([]string, len(cpus))
+	for i, c := range cpus {
+		parts[i] = strconv.Itoa(c)
+	}
+	return strings.Join(parts, ",")
 }
 
 // CgroupFile is one value the driver writes into the host cgroup tree before

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strconv"
@@ -172,6 +173,38 @@ func TestValidate(t *testing.T) {
 		if _, err := Sandbox(inst, opts); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: sandbox: want ErrInvalid, got %v", name, err)
 		}
+	}
+}
+
+func TestSharedCPUSet(t *testing.T) {
+	if got := SharedCPUSet(testUUID, 2, 0); got != "" {
+		t.Errorf("unknown host cpus: %q", got)
+	}
+	if got := SharedCPUSet(testUUID, 4, 4); got != "" {
+		t.Errorf("whole host: %q", got)
+	}
+	got := SharedCPUSet(testUUID, 3, 8)
+	if n, err := CountCPUs(got); err != nil || n != 3 {
+		t.Errorf("3 of 8: %q (%d, %v)", got, n, err)
+	}
+	if again := SharedCPUSet(testUUID, 3, 8); again != got {
+		t.Errorf("not deterministic: %q vs %q", got, again)
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 32; i++ {
+		seen[SharedCPUSet(fmt.Sprintf("00000000-0000-4000-8000-%012d", i), 1, 8)] = true
+	}
+	if len(seen) < 4 {
+		t.Errorf("instances do not spread: %v", seen)
+	}
+	o := testOpts()
+	o.HostCPUs = 8
+	s, err := Container(testInst(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := CountCPUs(s.HostConfig.CpusetCpus); n != 2 || s.HostConfig.CPUQuota != 200000 {
+		t.Errorf("shared flavor on 8 cpus: cpuset %q quota %d", s.HostConfig.CpusetCpus, s.HostConfig.CPUQuota)
 	}
 }
 
