@@ -57,7 +57,11 @@ def describe_error(exc, host):
         return {"class": exc.exc_type, "module": None, "remote": True,
                 "message": _first_line(exc.value, host)}
     remote = name.endswith(REMOTE)
-    if remote:
+    if module == "builtins":
+        # Built-in classes cannot be re-classed to *_Remote: oslo.messaging
+        # instead appends the remote traceback to the message, after a newline.
+        remote = "\n" in str(exc)
+    if remote and name.endswith(REMOTE):
         name = name[:-len(REMOTE)]
         module = module[:-len(REMOTE)]
     return {"class": name, "module": module, "remote": remote,
@@ -83,8 +87,9 @@ def main():
     ap.add_argument("--timeout", type=int, default=15)
     args = ap.parse_args()
 
-    conf = cfg.ConfigOpts()
-    conf([], project="nca-probe")
+    # The global CONF: oslo.messaging registers some options (metrics) only there.
+    conf = cfg.CONF
+    conf([], project="nca-probe", default_config_files=[])
     transport = messaging.get_rpc_transport(
         conf, url=args.url, allowed_remote_exmods=ALLOWED_EXMODS)
     target = messaging.Target(exchange="nova", topic="compute",
@@ -114,8 +119,15 @@ def main():
     transport.cleanup()
     json.dump(out, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
-    return 1 if any(p.get("error", {}).get("class") == "MessagingTimeout"
-                    for p in out["probes"]) else 0
+    # A timeout or a client-side (not remote) exception means the probe itself
+    # failed, not that the server answered with an error.
+    bad = [p["name"] for p in out["probes"]
+           if "error" in p and not p["error"]["remote"]]
+    if bad:
+        print("probes failed on the client side: %s" % ", ".join(bad),
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
