@@ -150,11 +150,29 @@ func Dial(ctx context.Context, endpoint string, opts ...Option) (*Client, error)
 	if err := db.Connect(ctx); err != nil {
 		return nil, fmt.Errorf("connect ovsdb %s: %w", endpoint, err)
 	}
-	if _, err := db.MonitorAll(ctx); err != nil {
+	if _, err := db.Monitor(ctx, monitorRequest(db)); err != nil {
 		db.Disconnect()
 		return nil, fmt.Errorf("monitor ovsdb %s: %w", endpoint, err)
 	}
 	return &Client{db: db, cfg: cfg}, nil
+}
+
+// monitorRequest monitors exactly the mapped columns: with MonitorAll ovsdb-server sends every
+// column, and libovsdb drops a whole update that carries a column the model lacks (e.g.
+// Bridge.datapath_id set by ovs-vswitchd), so the cache would never see ofport assigned.
+func monitorRequest(db client.Client) *client.Monitor {
+	var (
+		o ovsdb.OpenvSwitch
+		b ovsdb.Bridge
+		p ovsdb.Port
+		i ovsdb.Interface
+	)
+	return db.NewMonitor(
+		client.WithTable(&o, &o.Bridges, &o.DatapathTypes, &o.IfaceTypes, &o.ExternalIDs, &o.OVSVersion),
+		client.WithTable(&b, &b.Name, &b.Ports, &b.FailMode, &b.DatapathType, &b.Protocols, &b.ExternalIDs, &b.OtherConfig),
+		client.WithTable(&p, &p.Name, &p.Interfaces, &p.Tag, &p.Trunks, &p.VLANMode, &p.ExternalIDs, &p.OtherConfig),
+		client.WithTable(&i, &i.Name, &i.Type, &i.Options, &i.ExternalIDs, &i.OtherConfig, &i.OFPort, &i.MTURequest, &i.Error),
+	)
 }
 
 // Close disconnects from ovsdb-server.

@@ -29,7 +29,8 @@ func (s *Server) EmulateVSwitchd(t testing.TB) {
 		cancel()
 		t.Fatal(err)
 	}
-	if _, err := c.MonitorAll(ctx); err != nil {
+	var ifc ovsdb.Interface
+	if _, err := c.Monitor(ctx, c.NewMonitor(client.WithTable(&ifc, &ifc.Name, &ifc.OFPort))); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
