@@ -404,3 +404,38 @@ func ExampleObject_Set() {
 	fmt.Println(back.Changes, string(back.Data["report_count"]))
 	// Output: [report_count] 1
 }
+
+// BenchmarkInstanceRoundTrip decodes, edits and re-encodes the largest recorded Instance.
+func BenchmarkInstanceRoundTrip(b *testing.B) {
+	var biggest json.RawMessage
+	objs, err := readCorpusObjects()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range objs {
+		if len(f.raw) > len(biggest) {
+			if o, err := ObjectFrom(f.raw); err == nil && o.Name == "Instance" {
+				biggest = f.raw
+			}
+		}
+	}
+	if biggest == nil {
+		b.Fatal("no Instance in corpus")
+	}
+	b.SetBytes(int64(len(biggest)))
+	b.ReportAllocs()
+	for b.Loop() {
+		o, err := ObjectFrom(biggest)
+		if err != nil {
+			b.Fatal(err)
+		}
+		inst, err := AsInstance(o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		inst.SetTaskState(TaskNone)
+		if _, err := json.Marshal(inst); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
