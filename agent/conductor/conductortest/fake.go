@@ -284,7 +284,11 @@ func checkContext(rctx map[string]any) error {
 	if _, err := time.Parse("2006-01-02T15:04:05.000000", ts); err != nil {
 		return &Failure{Class: "ValueError", Module: "builtins", Message: fmt.Sprintf("time data %q does not match format '%%Y-%%m-%%dT%%H:%%M:%%S.%%f'", ts)}
 	}
-	if admin, _ := rctx["is_admin"].(bool); !admin {
+	// nova.context.require_context: an admin context, or a user context (user and project set).
+	admin, _ := rctx["is_admin"].(bool)
+	user, _ := rctx["user_id"].(string)
+	project, _ := rctx["project_id"].(string)
+	if !admin && (user == "" || project == "") {
 		return novaErr("Forbidden", "Forbidden", map[string]any{"code": 403})
 	}
 	return nil
