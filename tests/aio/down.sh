@@ -22,8 +22,9 @@ for f in "$AIO_RUN"/fake-compute-*.pid "$AIO_RUN"/fake-ovs-agent-*.pid; do
 	[[ -e $f ]] || continue
 	n=$(basename "$f" .pid)
 	say "stopping $n"
-	stop_owned "$n" 10
+	stop_owned "$n" 10 &
 done
+wait
 
 stop() { # NAME [TERM_SECONDS]
 	if owned_pid "$1" >/dev/null; then
@@ -34,13 +35,14 @@ stop() { # NAME [TERM_SECONDS]
 	fi
 }
 
-stop neutron-server 20
-stop nova-scheduler
-stop nova-conductor
-stop nova-api
-stop placement
-stop glance-api
-stop keystone
+# The OpenStack services hold no state of their own: stop them concurrently
+# (one by one costs ~40 s: oslo.service waits out its graceful shutdown).
+pids=()
+for s in neutron-server nova-scheduler nova-conductor nova-api placement glance-api keystone; do
+	stop "$s" 20 &
+	pids+=($!)
+done
+wait "${pids[@]}"
 
 if $purge && mariadb-admin ping >/dev/null 2>&1; then
 	say "purge: dropping databases and users"

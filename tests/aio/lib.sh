@@ -105,7 +105,7 @@ stop_owned() {
 	# Workers that left the group (uwsgi, oslo.service) still carry our session id.
 	local p
 	for p in $(ps -eo pid=,sid= | awk -v s="$pid" '$2==s{print $1}'); do kill -KILL "$p" 2>/dev/null || true; done
-	rm -f "$AIO_RUN/$name.pid" "$AIO_RUN/$name.conf.sum"
+	rm -f "$AIO_RUN/$name.pid" "$AIO_RUN/$name.conf.sum" "$AIO_RUN/$name.started"
 }
 
 # write_if_changed FILE: writes stdin to FILE only when the content differs, so a

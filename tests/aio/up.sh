@@ -73,6 +73,7 @@ ensure_service() {
 		return 0
 	fi
 	say "$name: starting"
+	date -u '+%F %T' >"$AIO_RUN/$name.started"
 	start_bg "$name" "$@"
 	echo "$sum" >"$AIO_RUN/$name.conf.sum"
 	STARTED+=("$name")
@@ -179,13 +180,13 @@ phase_keystone() {
 	# shellcheck disable=SC2046
 	ensure_service keystone 5000 "$AIO_ETC/keystone/keystone.conf" -- \
 		env OS_KEYSTONE_CONFIG_DIR="$AIO_ETC/keystone" $(uwsgi_cmd 5000 /usr/bin/keystone-wsgi-public)
-	wait_for keystone 60 http_up http://127.0.0.1:5000/v3
 }
 
 phase_register() {
 	local sum
 	sum=$(conf_sum "$AIO_SRC/register.py")
 	if [[ $(cat "$AIO_STATE/keystone.registered" 2>/dev/null) == "$sum" ]]; then return 0; fi
+	wait_for keystone 90 http_up http://127.0.0.1:5000/v3
 	say "keystone: registering projects, users, services, endpoints"
 	AIO_PASS=$AIO_PASS AIO_ADMIN_PASS=$AIO_ADMIN_PASS AIO_DEMO_PASS=$AIO_DEMO_PASS AIO_REGION=$AIO_REGION \
 		$PY "$AIO_SRC/register.py" >>"$AIO_LOG/register.log" 2>&1 || die "keystone registration" register
@@ -544,12 +545,18 @@ phase_glance
 phase_placement
 phase_nova
 phase_neutron
+wait_for keystone 90 http_up http://127.0.0.1:5000/v3
 wait_for glance-api 60 http_up http://127.0.0.1:9292/
 wait_for placement 60 http_up http://127.0.0.1:8778/
 wait_for nova-api 90 http_up http://127.0.0.1:8774/
 wait_for neutron-server 120 http_up http://127.0.0.1:9696/
-# Conductor and scheduler have no port: they are ready once their service rows exist.
-svc_row() { [[ $(mariadb -N nova -e "SELECT COUNT(*) FROM services WHERE \`binary\`='$1' AND deleted=0 AND host='$(hostname)'") -ge 1 ]]; }
+# Conductor and scheduler have no port: they are ready once they have reported
+# (nova's first report comes 5 s after the RPC server started) since we started them.
+svc_row() {
+	local since
+	since=$(cat "$AIO_RUN/$1.started" 2>/dev/null || echo 1970-01-01)
+	[[ $(mariadb -N nova -e "SELECT COUNT(*) FROM services WHERE \`binary\`='$1' AND deleted=0 AND host='$(hostname)' AND updated_at >= '$since'") -ge 1 ]]
+}
 wait_for nova-conductor 90 svc_row nova-conductor
 wait_for nova-scheduler 90 svc_row nova-scheduler
 write_outputs
