@@ -1,0 +1,311 @@
+package images
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+
+	"github.com/nova-container-agent/nova-container-agent/images/disk"
+	"github.com/nova-container-agent/nova-container-agent/images/ext4"
+	"github.com/nova-container-agent/nova-container-agent/images/qcow2"
+	"github.com/nova-container-agent/nova-container-agent/images/rootfs"
+)
+
+// ErrUnsupportedFilesystem is matched (errors.Is) by *UnsupportedFilesystemError.
+var ErrUnsupportedFilesystem = errors.New("unsupported root filesystem")
+
+// ErrNoRootFilesystem means no partition holds something that looks like an OS root.
+var ErrNoRootFilesystem = errors.New("no root filesystem found")
+
+// ErrInvalidImage marks malformed or hostile input (corrupt qcow2 metadata, partition table or
+// filesystem, or an unsafe tree); the underlying package sentinel is wrapped too.
+var ErrInvalidImage = errors.New("invalid disk image")
+
+// ErrUnsupportedImage marks a well-formed image using something this converter does not read
+// (qcow2 encryption or external data files, other disk formats, ext4 encryption).
+var ErrUnsupportedImage = errors.New("unsupported disk image")
+
+// UnsupportedFilesystemError names the filesystem (or volume manager) that holds, or may hold,
+// the root, so the caller can say which reader is missing.
+type UnsupportedFilesystemError struct {
+	FS        disk.FSType
+	Partition int // 0: the whole disk
+}
+
+func (e *UnsupportedFilesystemError) Error() string {
+	where := "the whole disk"
+	if e.Partition > 0 {
+		where = fmt.Sprintf("partition %d", e.Partition)
+	}
+	return fmt.Sprintf("%s: %s on %s", ErrUnsupportedFilesystem, e.FS, where)
+}
+
+// Is makes errors.Is(err, ErrUnsupportedFilesystem) true.
+func (e *UnsupportedFilesystemError) Is(target error) bool { return target == ErrUnsupportedFilesystem }
+
+// Option tunes Convert.
+type Option func(*config)
+
+type config struct {
+	qopts      []qcow2.Option
+	adapt      bool
+	partition  int
+	logger     *slog.Logger
+	cacheBytes int64
+}
+
+// WithBackingOpener lets Convert follow qcow2 backing files (see qcow2.DirOpener).
+func WithBackingOpener(o qcow2.Opener) Option {
+	return func(c *config) { c.qopts = append(c.qopts, qcow2.WithBackingOpener(o)) }
+}
+
+// WithoutAdaptation writes the root filesystem unchanged (no container rules).
+func WithoutAdaptation() Option { return func(c *config) { c.adapt = false } }
+
+// WithPartition forces the root partition by number (as Linux numbers it) instead of choosing it.
+func WithPartition(n int) Option { return func(c *config) { c.partition = n } }
+
+// WithLogger receives debug lines about the choices made.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithCacheBytes sets the qcow2 decompressed-cluster cache budget (default 32 MiB).
+func WithCacheBytes(n int64) Option { return func(c *config) { c.cacheBytes = n } }
+
+// PartitionReport is one partition as Convert saw it.
+type PartitionReport struct {
+	disk.Partition
+	FS   disk.FSType
+	Note string // why it was or was not chosen
+}
+
+// Result says what Convert found and did.
+type Result struct {
+	Format         string // "qcow2" or "raw"
+	QCOW2          *qcow2.Info
+	PartitionTable disk.TableType
+	Partitions     []PartitionReport
+	RootPartition  int // 0: filesystem on the whole disk
+	RootReason     string
+	Filesystem     string // "ext4", "ext3", "ext2"
+	FilesystemUUID string
+	OS             rootfs.Facts
+	Family         rootfs.Family
+	Entries        int64
+	DataBytes      int64
+	TarBytes       int64
+	Stats          *rootfs.Stats
+	Actions        []rootfs.Applied
+	Warnings       []string
+}
+
+// Convert reads a disk image (qcow2 or raw, by magic) from r (random access) and writes a tar
+// layer of its root filesystem, adapted for a container, to w. It never writes outside w.
+func Convert(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, opts ...Option) (*Result, error) {
+	cfg := config{adapt: true, logger: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.cacheBytes > 0 {
+		cfg.qopts = append(cfg.qopts, qcow2.WithCacheBytes(cfg.cacheBytes))
+	}
+	res := &Result{Format: "raw"}
+	dev, devSize := r, size
+	if qcow2.IsQCOW2(r) {
+		img, err := qcow2.Open(ctx, r, size, cfg.qopts...)
+		if err != nil {
+			return nil, classify(fmt.Errorf("open qcow2 image: %w", err))
+		}
+		defer img.Close()
+		info := img.Info()
+		res.Format, res.QCOW2 = "qcow2", &info
+		dev, devSize = img, img.Size()
+		if info.Dirty {
+			res.Warnings = append(res.Warnings, "qcow2 dirty bit set (not closed cleanly): refcounts may be stale, data is read as mapped")
+		}
+	} else if name := otherFormat(r); name != "" {
+		return nil, fmt.Errorf("%s image: convert it to qcow2 or raw first: %w", name, ErrUnsupportedImage)
+	}
+
+	fsys, err := chooseRoot(dev, devSize, cfg, res)
+	if err != nil {
+		return res, err
+	}
+	cfg.logger.DebugContext(ctx, "root filesystem chosen", "partition", res.RootPartition, "reason", res.RootReason,
+		"os", res.OS.OSID, "family", res.Family)
+	plan := rootfs.NoAdaptation()
+	if cfg.adapt {
+		plan = rootfs.NewPlan(res.OS)
+	}
+	stats, err := rootfs.Write(ctx, extFS{fsys}, w, plan)
+	if stats != nil {
+		res.Stats, res.Actions = stats, stats.Applied
+		res.Entries, res.DataBytes, res.TarBytes = stats.Entries, stats.DataBytes, stats.TarBytes
+	}
+	if err != nil {
+		return res, classify(fmt.Errorf("write layer: %w", err))
+	}
+	return res, nil
+}
+
+// classify adds the package-boundary sentinel matching a subpackage error.
+func classify(err error) error {
+	switch {
+	case errors.Is(err, qcow2.ErrCorrupt), errors.Is(err, disk.ErrCorrupt), errors.Is(err, ext4.ErrCorrupt),
+		errors.Is(err, rootfs.ErrUnsafe), errors.Is(err, qcow2.ErrNotQCOW2), errors.Is(err, ext4.ErrNotExt):
+		return fmt.Errorf("%w: %w", ErrInvalidImage, err)
+	case errors.Is(err, qcow2.ErrUnsupported), errors.Is(err, ext4.ErrUnsupported):
+		return fmt.Errorf("%w: %w", ErrUnsupportedImage, err)
+	}
+	return err
+}
+
+// otherFormat names disk image formats that must not be mistaken for a raw disk.
+func otherFormat(r io.ReaderAt) string {
+	b := make([]byte, 64)
+	n, _ := r.ReadAt(b, 0)
+	b = b[:n]
+	switch {
+	case bytes.HasPrefix(b, []byte("KDMV")):
+		return "vmdk"
+	case bytes.HasPrefix(b, []byte("vhdxfile")):
+		return "vhdx"
+	case bytes.Contains(b, []byte("<<< Oracle VM VirtualBox Disk Image >>>")):
+		return "vdi"
+	case bytes.HasPrefix(b, []byte("conectix")):
+		return "vpc"
+	}
+	return ""
+}
+
+type candidate struct {
+	idx   int // index into res.Partitions
+	fs    *ext4.FS
+	facts rootfs.Facts
+	score int
+	why   string
+}
+
+// chooseRoot reads the partition table and picks the root filesystem by content: /sbin/init and
+// os-release count most, then the GPT root type, then size. The partition index means nothing:
+// a GPT image with BIOS boot, /boot and / in partition 3 must work.
+func chooseRoot(dev io.ReaderAt, size int64, cfg config, res *Result) (*ext4.FS, error) {
+	tab, err := disk.ReadTable(dev, size)
+	if err != nil {
+		return nil, classify(fmt.Errorf("read partition table: %w", err))
+	}
+	res.PartitionTable = tab.Type
+	res.Warnings = append(res.Warnings, tab.Warnings...)
+	parts := tab.Partitions
+	if tab.Type == disk.TableNone {
+		parts = []disk.Partition{{Number: 0, Start: 0, Size: size, Role: disk.RoleLinux}}
+	}
+	var cands []candidate
+	var unsupported []PartitionReport
+	var lastErr error
+	for _, p := range parts {
+		rep := PartitionReport{Partition: p}
+		sec := io.NewSectionReader(dev, p.Start, p.Size)
+		switch p.Role {
+		case disk.RoleEFI, disk.RoleBIOSBoot, disk.RoleSwap, disk.RoleBoot, disk.RoleExtended:
+			rep.Note = "skipped: " + string(p.Role) + " partition"
+			res.Partitions = append(res.Partitions, rep)
+			continue
+		}
+		if cfg.partition != 0 && p.Number != cfg.partition {
+			rep.Note = "skipped: another partition was requested"
+			res.Partitions = append(res.Partitions, rep)
+			continue
+		}
+		rep.FS, err = disk.Probe(sec, p.Size)
+		if err != nil {
+			return nil, fmt.Errorf("probe partition %d: %w", p.Number, err)
+		}
+		res.Partitions = append(res.Partitions, rep)
+		idx := len(res.Partitions) - 1
+		switch {
+		case rep.FS.IsExt():
+		case rep.FS == disk.FSXFS, rep.FS == disk.FSLVM2, rep.FS == disk.FSBtrfs, rep.FS == disk.FSLUKS, rep.FS == disk.FSRAID:
+			res.Partitions[idx].Note = "not readable: " + string(rep.FS)
+			unsupported = append(unsupported, res.Partitions[idx])
+			continue
+		default:
+			res.Partitions[idx].Note = "no root filesystem: " + string(rep.FS)
+			continue
+		}
+		fsys, err := ext4.Open(sec, p.Size)
+		if err != nil {
+			res.Partitions[idx].Note = "unreadable ext filesystem: " + err.Error()
+			lastErr = err
+			continue
+		}
+		facts, err := rootfs.Inspect(extFS{fsys})
+		if err != nil {
+			res.Partitions[idx].Note = "unreadable ext filesystem: " + err.Error()
+			lastErr = err
+			continue
+		}
+		c := candidate{idx: idx, fs: fsys, facts: facts}
+		var why []string
+		if facts.HasInit {
+			c.score += 4
+			why = append(why, "/sbin/init")
+		}
+		if facts.HasOSRelease {
+			c.score += 4
+			why = append(why, "os-release ("+facts.OSID+")")
+		}
+		switch p.Role {
+		case disk.RoleRoot:
+			c.score += 2
+			why = append(why, "GPT root type")
+		case disk.RoleLinux:
+			c.score++
+		}
+		if cfg.partition != 0 {
+			why = append(why, "requested")
+		}
+		c.why = fmt.Sprint(why)
+		res.Partitions[idx].Note = "ext filesystem; root evidence: " + c.why
+		cands = append(cands, c)
+	}
+	sort.SliceStable(cands, func(i, j int) bool {
+		if cands[i].score != cands[j].score {
+			return cands[i].score > cands[j].score
+		}
+		return res.Partitions[cands[i].idx].Size > res.Partitions[cands[j].idx].Size
+	})
+	if len(cands) > 0 && (cands[0].facts.LooksLikeRoot() || cfg.partition != 0) {
+		c := cands[0]
+		p := res.Partitions[c.idx]
+		res.RootPartition, res.RootReason = p.Number, c.why
+		res.Partitions[c.idx].Note = "root: " + c.why
+		res.Filesystem, res.FilesystemUUID = c.fs.Kind(), c.fs.UUID()
+		res.OS, res.Family = c.facts, c.facts.Family
+		if c.fs.NeedsRecovery() {
+			res.Warnings = append(res.Warnings, "ext journal needs recovery (image taken from a running system): changes still in the journal are not included")
+		}
+		for _, u := range unsupported {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("partition %d (%s) not included: no reader", u.Number, u.FS))
+		}
+		return c.fs, nil
+	}
+	if len(unsupported) > 0 {
+		// Prefer the one a GPT type marks as root, then the largest.
+		sort.SliceStable(unsupported, func(i, j int) bool {
+			if (unsupported[i].Role == disk.RoleRoot) != (unsupported[j].Role == disk.RoleRoot) {
+				return unsupported[i].Role == disk.RoleRoot
+			}
+			return unsupported[i].Size > unsupported[j].Size
+		})
+		u := unsupported[0]
+		return nil, &UnsupportedFilesystemError{FS: u.FS, Partition: u.Number}
+	}
+	if lastErr != nil {
+		return nil, classify(fmt.Errorf("%w: %w", ErrNoRootFilesystem, lastErr))
+	}
+	return nil, fmt.Errorf("%w among %d partitions (%s table)", ErrNoRootFilesystem, len(parts), tab.Type)
+}
