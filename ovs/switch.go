@@ -3,6 +3,7 @@ package ovs
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/nova-container-agent/nova-container-agent/ovs/flows"
@@ -23,6 +24,9 @@ type Switch struct {
 	vlans *LocalVLANs
 	app   FlowApplier
 	mu    sync.Mutex // serialises plug/unplug/sync so each flow plan sees a settled state
+	// applied is the last plan successfully applied; a plug that leaves the plan unchanged
+	// (every port after a network's first) then costs no ovs-ofctl round trip.
+	applied map[string][]flows.Flow
 }
 
 // NewSwitch returns a Switch over an OVSDB client and a flow applier.
@@ -86,7 +90,7 @@ func (s *Switch) PlugPort(ctx context.Context, spec PortSpec, b *Binding) error 
 			return fmt.Errorf("plug port %s: %w", spec.PortID, err)
 		}
 	}
-	return s.syncLocked(ctx)
+	return s.syncChangedLocked(ctx)
 }
 
 // UnplugPort removes the named port; when it was the last port of its network the local VLAN
@@ -118,7 +122,7 @@ func (s *Switch) UnplugPort(ctx context.Context, name string) error {
 			s.vlans.Release(netID)
 		}
 	}
-	return s.syncLocked(ctx)
+	return s.syncChangedLocked(ctx)
 }
 
 // SyncFlows reconciles our flows on all bridges with the current state.
@@ -128,7 +132,13 @@ func (s *Switch) SyncFlows(ctx context.Context) error {
 	return s.syncLocked(ctx)
 }
 
-func (s *Switch) syncLocked(ctx context.Context) error {
+func (s *Switch) syncLocked(ctx context.Context) error { return s.sync(ctx, true) }
+
+func (s *Switch) syncChangedLocked(ctx context.Context) error { return s.sync(ctx, false) }
+
+// sync plans the flows and, when force is set or the plan differs from the last one applied,
+// reconciles them against the bridges' actual flows.
+func (s *Switch) sync(ctx context.Context, force bool) error {
 	cfg := s.c.Config()
 	fc := flows.Config{IntegrationBridge: cfg.IntegrationBridge}
 	for _, pb := range cfg.PhysicalBridges() {
@@ -156,8 +166,25 @@ func (s *Switch) syncLocked(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sync flows: %w", err)
 	}
+	if !force && samePlan(plan, s.applied) {
+		return nil
+	}
+	s.applied = nil
 	if _, err := s.app.ApplyPlan(ctx, plan); err != nil {
 		return fmt.Errorf("sync flows: %w", err)
 	}
+	s.applied = plan
 	return nil
+}
+
+func samePlan(a, b map[string][]flows.Flow) bool {
+	if a == nil || b == nil || len(a) != len(b) {
+		return false
+	}
+	for br, fa := range a {
+		if !slices.Equal(fa, b[br]) {
+			return false
+		}
+	}
+	return true
 }
