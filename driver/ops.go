@@ -389,9 +389,11 @@ func (d *Driver) Diagnostics(ctx context.Context, id string) (Diagnostics, error
 		MemoryLimit: s.MemoryStats.Limit,
 		Pids:        s.PidsStats.Current,
 	}
-	cache := s.MemoryStats.Stats["total_inactive_file"]
-	if cache == 0 {
-		cache = s.MemoryStats.Stats["cache"]
+	// What docker stats subtracts: "cache" on cgroup v1, "inactive_file"
+	// on v2 (which has no "cache" key).
+	cache, ok := s.MemoryStats.Stats["cache"]
+	if !ok {
+		cache = s.MemoryStats.Stats["inactive_file"]
 	}
 	out.MemoryCache = cache
 	out.MemoryBytes = s.MemoryStats.Usage
