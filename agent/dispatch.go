@@ -15,9 +15,10 @@ import (
 )
 
 // Endpoints returns the RPC endpoints nova-compute serves: the compute API 6.1 in the null
-// namespace and nova's baseapi (ping). ops holds the implemented lifecycle operations by method
-// name; every other method of the API answers as nova does for an operation its driver lacks.
-func (m *Manager) Endpoints(ops map[string]OpHandler) []rpc.Endpoint {
+// namespace and nova's baseapi (ping). Every method without an implementation answers as nova
+// does for an operation its driver lacks.
+func (m *Manager) Endpoints() []rpc.Endpoint {
+	ops := m.instanceOps()
 	builtin := map[string]OpHandler{
 		"set_host_enabled":              m.opSetHostEnabled,
 		"cache_images":                  opCacheImages,

@@ -65,7 +65,28 @@ type Manager struct {
 	locks     keyedMutex
 	events    instanceEvents
 	eventHook ExternalEventHook
+
+	lc       *Lifecycle
+	builds   sync.WaitGroup
+	buildSem chan struct{}
 }
+
+// SetLifecycle gives the manager the container driver and the services instance operations
+// need. Without it the host registers and answers RPC, and builds fail with a clear fault.
+func (m *Manager) SetLifecycle(lc *Lifecycle) {
+	n := lc.MaxConcurrentBuilds
+	if n <= 0 {
+		n = 10
+	}
+	m.lc = lc
+	m.buildSem = make(chan struct{}, n)
+}
+
+// SetExternalEventHook installs the handler for network-changed and similar events.
+func (m *Manager) SetExternalEventHook(h ExternalEventHook) { m.eventHook = h }
+
+// Wait blocks until builds running in the background have finished.
+func (m *Manager) Wait() { m.builds.Wait() }
 
 // New validates the options and returns a Manager.
 func New(opts Options, cond *conductor.Client, placement Placement, log *slog.Logger) (*Manager, error) {
@@ -87,7 +108,8 @@ func New(opts Options, cond *conductor.Client, placement Placement, log *slog.Lo
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Manager{opts: opts, cond: cond, placement: placement, log: log, now: time.Now}, nil
+	return &Manager{opts: opts, cond: cond, placement: placement, log: log, now: time.Now,
+		buildSem: make(chan struct{}, 10)}, nil
 }
 
 // adminContext is the context nova-compute uses for its own work (nova.context.get_admin_context).

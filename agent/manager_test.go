@@ -284,7 +284,7 @@ func userContext(requestID string) rpc.Context {
 func TestDispatchAnswersLikeNova(t *testing.T) {
 	h := newHarness(t)
 	m := h.manager(t)
-	d := rpc.NewDispatcher(m.Endpoints(nil)...)
+	d := rpc.NewDispatcher(m.Endpoints()...)
 	ctx := context.Background()
 
 	res, err := d.Handle(ctx, &rpc.Request{Method: "ping", Namespace: "baseapi", Version: "1.0",
@@ -328,7 +328,7 @@ func TestDispatchAnswersLikeNova(t *testing.T) {
 func TestUnsupportedOperationRevertsTaskState(t *testing.T) {
 	h := newHarness(t)
 	m := h.manager(t)
-	d := rpc.NewDispatcher(m.Endpoints(nil)...)
+	d := rpc.NewDispatcher(m.Endpoints()...)
 	ctx := context.Background()
 	const uuid = "3c1a5b0e-9d2c-4a3b-8e7f-1a2b3c4d5e6f"
 	inst := objects.New("Instance", "2.7")
@@ -360,5 +360,50 @@ func TestUnsupportedOperationRevertsTaskState(t *testing.T) {
 	faults := h.cond.Faults()
 	if len(faults) != 1 || !strings.Contains(objString(t, faults[0], "message"), "pause_instance is not supported") {
 		t.Errorf("faults = %v", faults)
+	}
+}
+
+// Without a container driver a build must still end in ERROR with a readable fault, its
+// allocations released, never stuck in BUILD.
+func TestBuildWithoutDriverGoesToError(t *testing.T) {
+	h := newHarness(t)
+	m := h.manager(t)
+	ctx := context.Background()
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const uuid = "5d1e7d4e-1111-4222-8333-944455556666"
+	inst := objects.New("Instance", "2.7")
+	for k, v := range map[string]any{"uuid": uuid, "vm_state": "building", "task_state": "scheduling", "power_state": 0, "host": nil, "node": nil} {
+		if err := inst.Set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.cond.AddInstance(inst)
+	h.cond.AddAction(uuid, "req-build", "p1")
+	d := rpc.NewDispatcher(m.Endpoints()...)
+	args := map[string]any{"instance": h.cond.Instance(uuid), "image": map[string]any{}, "request_spec": nil,
+		"filter_properties": map[string]any{}, "accel_uuids": []string{}}
+	if _, err := d.Handle(ctx, request(t, "build_and_run_instance", "6.0", args, userContext("req-build"))); err != nil {
+		t.Fatal(err)
+	}
+	m.Wait()
+	after := h.cond.Instance(uuid)
+	if vm := objString(t, after, "vm_state"); vm != "error" {
+		t.Fatalf("vm_state = %s, want error", vm)
+	}
+	if !after.IsNull("task_state") || !after.IsNull("host") {
+		t.Errorf("task_state %s host %s: want both None", after.Data["task_state"], after.Data["host"])
+	}
+	faults := h.cond.Faults()
+	if len(faults) != 1 || !strings.Contains(objString(t, faults[0], "message"), "Build of instance "+uuid+" aborted") {
+		t.Fatalf("faults = %v", faults)
+	}
+	evs := h.cond.Events(uuid)
+	if len(evs) != 1 || evs[0].Name != "compute__do_build_and_run_instance" || evs[0].Result == "" {
+		t.Errorf("events = %+v", evs)
+	}
+	if !slices.Contains(h.placement.deleted, uuid) {
+		t.Errorf("allocations of %s not deleted: %v", uuid, h.placement.deleted)
 	}
 }

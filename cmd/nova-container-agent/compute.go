@@ -53,7 +53,7 @@ func runCompute(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	errc := make(chan error, 1)
 	go func() {
 		errc <- conn.Serve(ctx, rpc.Target{Exchange: "nova", Topic: agent.Topic, Server: d.Host},
-			rpc.NewDispatcher(mgr.Endpoints(nil)...))
+			rpc.NewDispatcher(mgr.Endpoints()...))
 	}()
 	go mgr.RunPeriodic(ctx)
 	select {

@@ -1,0 +1,431 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nova-container-agent/nova-container-agent/agent/cloud"
+	"github.com/nova-container-agent/nova-container-agent/agent/conductor"
+	"github.com/nova-container-agent/nova-container-agent/agent/objects"
+	"github.com/nova-container-agent/nova-container-agent/agent/rpc"
+	"github.com/nova-container-agent/nova-container-agent/driver"
+	"github.com/nova-container-agent/nova-container-agent/driver/spec"
+)
+
+// Driver is the instance lifecycle on the container runtime (driver.Driver).
+type Driver interface {
+	Spawn(ctx context.Context, inst spec.Instance, plug driver.PlugFunc) error
+	Destroy(ctx context.Context, id string) error
+	PowerOff(ctx context.Context, id string, timeout time.Duration) error
+	PowerOn(ctx context.Context, id string, plug driver.PlugFunc) error
+	Reboot(ctx context.Context, id string, hard bool, timeout time.Duration, plug driver.PlugFunc) error
+	Pause(ctx context.Context, id string) error
+	Unpause(ctx context.Context, id string) error
+	Suspend(ctx context.Context, id string) error
+	Resume(ctx context.Context, id string) error
+	GetState(ctx context.Context, id string) (driver.State, error)
+	ConsoleLog(ctx context.Context, id string, lines int) (string, error)
+	ListInstances(ctx context.Context) ([]driver.Listed, error)
+}
+
+var _ Driver = (*driver.Driver)(nil)
+
+// Images turns a Glance image into a runnable container image reference, converting and caching
+// it on first use (images/store).
+type Images interface {
+	Ensure(ctx context.Context, imageID, checksum string, open func(ctx context.Context) (io.ReadCloser, int64, error)) (string, error)
+}
+
+// Glance is the image API the build reads image metadata and data from.
+type Glance interface {
+	GetImage(ctx context.Context, id string) (*cloud.Image, error)
+	DownloadImage(ctx context.Context, id string) (*cloud.ImageData, error)
+}
+
+// VIFPlugger puts an instance's ports into its network namespace and on the integration
+// bridge, and takes them out again.
+type VIFPlugger interface {
+	Plug(ctx context.Context, instanceUUID, netnsPath string, vifs []VIF) error
+	Unplug(ctx context.Context, instanceUUID string, vifs []VIF) error
+}
+
+// Lifecycle holds what instance operations need beyond the conductor and placement.
+type Lifecycle struct {
+	Driver  Driver
+	Images  Images
+	Glance  Glance
+	Neutron Neutron
+	Plugger VIFPlugger
+	// Bridge is the integration bridge name recorded in the network model.
+	Bridge string
+	// VIFPluggingTimeout and VIFPluggingIsFatal are nova's options of the same names.
+	VIFPluggingTimeout time.Duration
+	VIFPluggingIsFatal bool
+	// ShutdownTimeout is the clean shutdown grace for stop and soft reboot (nova's shutdown_timeout).
+	ShutdownTimeout time.Duration
+	// MaxConcurrentBuilds is nova's max_concurrent_builds.
+	MaxConcurrentBuilds int
+}
+
+// buildError carries a message for the instance fault that an operator can act on.
+type buildError struct {
+	msg string
+	err error
+}
+
+func (e *buildError) Error() string {
+	if e.err == nil {
+		return e.msg
+	}
+	return e.msg + ": " + e.err.Error()
+}
+func (e *buildError) Unwrap() error { return e.err }
+
+// buildAborted is nova's BuildAbortException: the fault nova-api shows reads
+// "Build of instance <uuid> aborted: <reason>".
+func buildAborted(uuid, reason string, err error) error {
+	msg := fmt.Sprintf("Build of instance %s aborted: %s", uuid, reason)
+	return &rpc.Failure{Module: rpc.ModuleNova, Class: "BuildAbortException", Message: errorMessage(msg, err),
+		Kwargs: map[string]any{"instance_uuid": uuid, "reason": errorMessage(reason, err), "code": 500}}
+}
+
+func errorMessage(msg string, err error) string {
+	if err == nil {
+		return msg
+	}
+	return msg + ": " + err.Error()
+}
+
+// opBuildAndRunInstance is build_and_run_instance: it returns to the RPC loop at once (the
+// call is a cast) and builds in the background, serialised per instance and bounded by
+// max_concurrent_builds, as nova does.
+func (m *Manager) opBuildAndRunInstance(ctx context.Context, req *rpc.Request, inst *objects.Instance) (any, error) {
+	rctx := req.Context.Clone()
+	m.builds.Add(1)
+	go func() {
+		defer m.builds.Done()
+		m.buildSem <- struct{}{}
+		defer func() { <-m.buildSem }()
+		unlock := m.locks.Lock(inst.UUID())
+		defer unlock()
+		// The build outlives the RPC handler; only agent shutdown may cut it short.
+		bctx := context.WithoutCancel(ctx)
+		m.doBuild(bctx, map[string]any(rctx), req, inst)
+	}()
+	return nil, nil
+}
+
+// doBuild is _do_build_and_run_instance with nova's failure handling: any failure records a
+// fault, releases ports and allocations and leaves the instance in ERROR, never in BUILD.
+func (m *Manager) doBuild(ctx context.Context, rctx map[string]any, req *rpc.Request, inst *objects.Instance) {
+	uuid := inst.UUID()
+	log := m.log.With("instance", uuid, "request_id", req.Context.RequestID())
+	ev := "compute__do_build_and_run_instance"
+	if err := m.eventStart(ctx, rctx, uuid, ev); err != nil {
+		log.Error("build: record action event", "err", err)
+		return
+	}
+	start := time.Now()
+	inst.SetVMState(objects.VMBuilding)
+	inst.SetTaskState(objects.TaskNone)
+	err := m.cond.InstanceSave(ctx, rctx, inst, conductor.SaveOptions{ExpectedTaskState: []objects.TaskState{objects.TaskScheduling, objects.TaskNone}})
+	if err != nil {
+		// Deleted or taken over before we started: nova gives up quietly.
+		log.Info("build: instance gone or taken over before build", "err", err)
+		if ferr := m.eventFinish(ctx, rctx, uuid, ev, nil); ferr != nil {
+			log.Error("build: finish action event", "err", ferr)
+		}
+		m.deleteAllocations(ctx, uuid, log)
+		return
+	}
+	vifs, err := m.buildAndRun(ctx, rctx, req, inst, log)
+	if err != nil {
+		m.failBuild(ctx, rctx, inst, vifs, err, log)
+	} else {
+		log.Info("built instance", "seconds", time.Since(start).Seconds())
+	}
+	m.mu.Lock()
+	if err != nil {
+		m.failedBuild++
+	} else {
+		m.failedBuild = 0
+	}
+	m.mu.Unlock()
+	// Nova finishes the build event with success even when the build failed: the failure is
+	// recorded as the instance fault and the ERROR state (the decorator sees no exception).
+	if ferr := m.eventFinish(ctx, rctx, uuid, ev, nil); ferr != nil {
+		log.Error("build: finish action event", "err", ferr)
+	}
+	go func() {
+		if err := m.UpdateAvailableResource(ctx); err != nil {
+			log.Warn("resource audit after build", "err", err)
+		}
+	}()
+}
+
+func (m *Manager) buildAndRun(ctx context.Context, rctx map[string]any, req *rpc.Request, inst *objects.Instance, log *slog.Logger) ([]VIF, error) {
+	uuid := inst.UUID()
+	lc := m.lc
+	if lc == nil {
+		return nil, buildAborted(uuid, "this agent has no container driver configured", nil)
+	}
+	// Resource claim: the instance belongs to this host from now on, so neutron's events and
+	// nova-api's actions route here.
+	inst.SetHost(m.opts.Host)
+	inst.SetLaunchedOn(m.opts.Host)
+	inst.SetNode(m.opts.Host)
+	if err := m.cond.InstanceSave(ctx, rctx, inst, conductor.SaveOptions{}); err != nil {
+		return nil, fmt.Errorf("claim instance: %w", err)
+	}
+
+	// Networking.
+	inst.SetTaskState(objects.TaskNetworking)
+	if err := m.cond.InstanceSave(ctx, rctx, inst, conductor.SaveOptions{ExpectedTaskState: []objects.TaskState{objects.TaskNone}}); err != nil {
+		return nil, fmt.Errorf("set task state networking: %w", err)
+	}
+	reqs, err := networkRequests(req)
+	if err != nil {
+		return nil, buildAborted(uuid, "malformed requested_networks", err)
+	}
+	uctx := cloud.WithRequestID(cloud.WithUserToken(ctx, stringOf(rctx["auth_token"])), stringOf(rctx["global_request_id"]))
+	net := &networkAPI{neutron: lc.Neutron, host: m.opts.Host, bridge: lc.Bridge}
+	vifs, err := net.allocate(uctx, inst, reqs)
+	if err != nil {
+		return nil, buildAborted(uuid, "failed to allocate the network(s)", err)
+	}
+	for _, v := range vifs {
+		vi := objects.New("VirtualInterface", mustZedVersion("VirtualInterface"))
+		for k, val := range map[string]any{"address": v.Address, "uuid": v.ID, "instance_uuid": uuid, "tag": nil} {
+			_ = vi.Set(k, val)
+		}
+		if _, err := m.cond.ObjectAction(ctx, rctx, vi, "create", nil, nil); err != nil {
+			log.Warn("record virtual interface", "port", v.ID, "err", err)
+		}
+	}
+	if err := m.saveNetworkInfo(ctx, rctx, uuid, vifs); err != nil {
+		return vifs, err
+	}
+
+	// Block devices: only the image-backed root disk exists here.
+	inst.SetTaskState(objects.TaskBlockDeviceMapping)
+	if err := m.cond.InstanceSave(ctx, rctx, inst, conductor.SaveOptions{}); err != nil {
+		return vifs, fmt.Errorf("set task state block_device_mapping: %w", err)
+	}
+	if bdms, err := m.cond.BDMListGetByInstanceUUID(ctx, rctx, uuid); err == nil {
+		for _, b := range bdms {
+			if b.DestinationType() == "volume" {
+				return vifs, buildAborted(uuid, "volumes are not supported by nova-container-agent", nil)
+			}
+			if idx, ok := b.BootIndex(); ok && idx == 0 && b.DeviceName() == "" {
+				b.SetDeviceName("/dev/vda")
+				if _, err := m.cond.ObjectAction(ctx, rctx, b.Object, "save", nil, nil); err != nil {
+					log.Warn("save root device name", "err", err)
+				}
+			}
+		}
+	}
+	inst.SetRootDeviceName("/dev/vda")
+	inst.SetTaskState(objects.TaskSpawning)
+	if err := m.cond.InstanceSave(ctx, rctx, inst, conductor.SaveOptions{ExpectedTaskState: []objects.TaskState{objects.TaskBlockDeviceMapping}}); err != nil {
+		return vifs, fmt.Errorf("set task state spawning: %w", err)
+	}
+
+	// Spawn.
+	image, err := m.ensureImage(uctx, inst)
+	if err != nil {
+		return vifs, buildAborted(uuid, "image could not be prepared", err)
+	}
+	sp, err := instanceSpec(inst, image, vifs)
+	if err != nil {
+		return vifs, buildAborted(uuid, "invalid instance", err)
+	}
+	if err := lc.Driver.Spawn(ctx, sp, m.plugAndWait(ctx, uuid, vifs, log)); err != nil {
+		return vifs, buildAborted(uuid, "the container could not be started", err)
+	}
+	st, err := lc.Driver.GetState(ctx, uuid)
+	if err != nil {
+		return vifs, fmt.Errorf("read state of the new container: %w", err)
+	}
+	inst.SetPowerState(objects.PowerState(st.Power))
+	inst.SetVMState(objects.VMActive)
+	inst.SetTaskState(objects.TaskNone)
+	inst.SetLaunchedAt(time.Now())
+	if err := m.cond.InstanceSave(ctx, rctx, inst, conductor.SaveOptions{ExpectedTaskState: []objects.TaskState{objects.TaskSpawning}}); err != nil {
+		// Deleted while spawning: the delete path will remove the container; do not fault.
+		if errors.Is(err, conductor.ErrUnexpectedState) || errors.Is(err, conductor.ErrNotFound) {
+			log.Info("instance deleted during spawn", "err", err)
+			return vifs, nil
+		}
+		return vifs, fmt.Errorf("mark instance active: %w", err)
+	}
+	return vifs, nil
+}
+
+// plugAndWait is the spawn's plug step: register for network-vif-plugged of every port that is
+// not active yet, plug them into the sandbox's namespace before the instance's init starts,
+// and wait for neutron to report them (nova's _get_neutron_events and wait_for_instance_event).
+func (m *Manager) plugAndWait(ctx context.Context, uuid string, vifs []VIF, log *slog.Logger) driver.PlugFunc {
+	return func(pctx context.Context, netns string) error {
+		lc := m.lc
+		waits := map[string]<-chan ExternalEvent{}
+		for _, v := range vifs {
+			if !v.Active {
+				waits[v.ID] = m.events.Prepare(uuid, "network-vif-plugged-"+v.ID)
+			}
+		}
+		defer m.events.Forget(uuid)
+		if err := lc.Plugger.Plug(pctx, uuid, netns, vifs); err != nil {
+			return err
+		}
+		if lc.VIFPluggingTimeout <= 0 || len(waits) == 0 {
+			return nil
+		}
+		deadline := time.NewTimer(lc.VIFPluggingTimeout)
+		defer deadline.Stop()
+		for port, ch := range waits {
+			select {
+			case ev := <-ch:
+				if ev.Status == "failed" && lc.VIFPluggingIsFatal {
+					return fmt.Errorf("neutron reported plugging port %s failed", port)
+				}
+			case <-deadline.C:
+				if lc.VIFPluggingIsFatal {
+					return fmt.Errorf("timed out after %s waiting for network-vif-plugged of port %s", lc.VIFPluggingTimeout, port)
+				}
+				log.Warn("timed out waiting for network-vif-plugged; continuing (vif_plugging_is_fatal=false)", "port", port)
+				return nil
+			case <-pctx.Done():
+				return pctx.Err()
+			}
+		}
+		return nil
+	}
+}
+
+// failBuild is the tail of _do_build_and_run_instance's exception handling.
+func (m *Manager) failBuild(ctx context.Context, rctx map[string]any, inst *objects.Instance, vifs []VIF, buildErr error, log *slog.Logger) {
+	uuid := inst.UUID()
+	log.Error("build failed", "err", buildErr)
+	if m.lc != nil {
+		if err := m.lc.Driver.Destroy(ctx, uuid); err != nil {
+			log.Warn("remove container of failed build", "err", err)
+		}
+		if len(vifs) > 0 {
+			if err := m.lc.Plugger.Unplug(ctx, uuid, vifs); err != nil {
+				log.Warn("unplug ports of failed build", "err", err)
+			}
+		}
+		uctx := cloud.WithUserToken(ctx, stringOf(rctx["auth_token"]))
+		net := &networkAPI{neutron: m.lc.Neutron, host: m.opts.Host, bridge: m.lc.Bridge}
+		if err := net.deallocate(uctx, uuid, vifs); err != nil {
+			log.Warn("release ports of failed build", "err", err)
+		}
+	}
+	m.addFault(ctx, rctx, uuid, buildErr)
+	inst.SetHost("")
+	inst.SetNode("")
+	inst.SetLaunchedOn("")
+	inst.SetVMState(objects.VMError)
+	inst.SetTaskState(objects.TaskNone)
+	if err := m.cond.InstanceSave(ctx, rctx, inst, conductor.SaveOptions{}); err != nil {
+		log.Error("set instance to ERROR", "err", err)
+	}
+	m.deleteAllocations(ctx, uuid, log)
+}
+
+func (m *Manager) deleteAllocations(ctx context.Context, uuid string, log *slog.Logger) {
+	if _, err := m.placement.DeleteConsumerAllocations(ctx, uuid); err != nil {
+		log.Warn("delete allocations", "err", err)
+	}
+}
+
+// ensureImage resolves the instance's Glance image to a local container image.
+func (m *Manager) ensureImage(ctx context.Context, inst *objects.Instance) (string, error) {
+	lc := m.lc
+	id := inst.ImageRef()
+	if id == "" {
+		return "", errors.New("the instance has no image (boot from volume is not supported)")
+	}
+	img, err := lc.Glance.GetImage(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("read image %s: %w", id, err)
+	}
+	switch img.DiskFormat {
+	case "qcow2", "raw":
+	default:
+		return "", fmt.Errorf("image %s has disk_format %q; this host accepts qcow2 and raw", id, img.DiskFormat)
+	}
+	checksum := img.OSHashValue
+	if checksum == "" {
+		checksum = img.Checksum
+	}
+	return lc.Images.Ensure(ctx, id, checksum, func(ctx context.Context) (io.ReadCloser, int64, error) {
+		d, err := lc.Glance.DownloadImage(ctx, id)
+		if err != nil {
+			return nil, 0, err
+		}
+		return d.Body, d.Size, nil
+	})
+}
+
+// instanceSpec describes the instance for the container driver.
+func instanceSpec(inst *objects.Instance, image string, vifs []VIF) (spec.Instance, error) {
+	fl, err := inst.Flavor()
+	if err != nil || fl == nil {
+		return spec.Instance{}, fmt.Errorf("instance has no flavor: %v", err)
+	}
+	var keys []string
+	for _, k := range strings.Split(inst.KeyData(), "\n") {
+		if k = strings.TrimSpace(k); k != "" {
+			keys = append(keys, k)
+		}
+	}
+	var dns []string
+	for _, v := range vifs {
+		for _, s := range v.Network.Subnets {
+			for _, d := range s.DNS {
+				if d.Address != nil {
+					dns = append(dns, *d.Address)
+				}
+			}
+		}
+	}
+	host := inst.Hostname()
+	if host == "" {
+		host = "instance-" + inst.UUID()[:8]
+	}
+	return spec.Instance{
+		UUID: inst.UUID(), Hostname: host, Image: image, ImageID: inst.ImageRef(),
+		Flavor: spec.Flavor{Name: fl.Name(), VCPUs: int(fl.VCPUs()), MemoryMB: fl.MemoryMB(), RootGB: int(fl.RootGB()),
+			DedicatedCPUs: ""},
+		DNS: dns, AuthorizedKeys: keys,
+	}, nil
+}
+
+func networkRequests(req *rpc.Request) ([]*objects.NetworkRequest, error) {
+	raw, ok := req.Args["requested_networks"]
+	if !ok || isJSONNull(raw) {
+		return nil, nil
+	}
+	o, err := objects.ObjectFrom(raw)
+	if err != nil {
+		return nil, err
+	}
+	return objects.NetworkRequests(o)
+}
+
+func stringOf(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+func mustZedVersion(name string) string {
+	v, _ := objects.ZedVersion(name)
+	return v
+}
+
