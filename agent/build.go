@@ -428,4 +428,3 @@ func mustZedVersion(name string) string {
 	v, _ := objects.ZedVersion(name)
 	return v
 }
-

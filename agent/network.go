@@ -409,4 +409,3 @@ func instanceVIFs(inst *objects.Instance) ([]VIF, error) {
 	}
 	return ParseNetworkInfo(raw)
 }
-
