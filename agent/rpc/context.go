@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
@@ -92,8 +93,22 @@ func (c Context) orderedKeys() []string {
 // FormatTimestamp renders t (in UTC) as _context_timestamp wants it.
 func FormatTimestamp(t time.Time) string { return t.UTC().Format(TimestampLayout) }
 
-// ParseTimestamp parses a _context_timestamp (microseconds required, as in Python).
-func ParseTimestamp(s string) (time.Time, error) { return time.Parse(TimestampLayout, s) }
+// NeutronTimestampLayout is the _context_timestamp neutron sends (str(datetime): a space, not "T";
+// seen in the recorded neutron-openvswitch-agent traffic).
+const NeutronTimestampLayout = "2006-01-02 15:04:05.000000"
+
+// ParseTimestamp parses a _context_timestamp in nova's or neutron's form (microseconds required,
+// as Python's strptime with %f).
+func ParseTimestamp(s string) (time.Time, error) {
+	t, err := time.Parse(TimestampLayout, s)
+	if err == nil {
+		return t, nil
+	}
+	if t, err2 := time.Parse(NeutronTimestampLayout, s); err2 == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("parse context timestamp %q: %w", s, err)
+}
 
 // NewRequestID returns an oslo request id, "req-<uuid4>".
 func NewRequestID() string { return "req-" + uuid.NewString() }
