@@ -15,6 +15,7 @@ import (
 	"github.com/nova-container-agent/nova-container-agent/agent/rpc"
 	"github.com/nova-container-agent/nova-container-agent/driver"
 	"github.com/nova-container-agent/nova-container-agent/driver/spec"
+	"github.com/nova-container-agent/nova-container-agent/images/store"
 )
 
 // Driver is the instance lifecycle on the container runtime (driver.Driver).
@@ -38,8 +39,10 @@ var _ Driver = (*driver.Driver)(nil)
 // Images turns a Glance image into a runnable container image reference, converting and caching
 // it on first use (images/store).
 type Images interface {
-	Ensure(ctx context.Context, imageID, checksum string, open func(ctx context.Context) (io.ReadCloser, int64, error)) (string, error)
+	Ensure(ctx context.Context, imageID string, sum store.Checksum, open store.OpenFunc) (string, error)
 }
+
+var _ Images = (*store.Store)(nil)
 
 // Glance is the image API the build reads image metadata and data from.
 type Glance interface {
@@ -360,11 +363,11 @@ func (m *Manager) ensureImage(ctx context.Context, inst *objects.Instance) (stri
 	default:
 		return "", fmt.Errorf("image %s has disk_format %q; this host accepts qcow2 and raw", id, img.DiskFormat)
 	}
-	checksum := img.OSHashValue
-	if checksum == "" {
-		checksum = img.Checksum
+	sum, err := store.FromGlance(img.OSHashAlgo, img.OSHashValue, img.Checksum)
+	if err != nil {
+		return "", fmt.Errorf("image %s: %w", id, err)
 	}
-	return lc.Images.Ensure(ctx, id, checksum, func(ctx context.Context) (io.ReadCloser, int64, error) {
+	return lc.Images.Ensure(ctx, id, sum, func(ctx context.Context) (io.ReadCloser, int64, error) {
 		d, err := lc.Glance.DownloadImage(ctx, id)
 		if err != nil {
 			return nil, 0, err

@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nova-container-agent/nova-container-agent/driver/vif"
+	"github.com/nova-container-agent/nova-container-agent/ovs"
+)
+
+// OVSPorts is the integration bridge's port table (ovs.Client).
+type OVSPorts interface {
+	AddPort(ctx context.Context, spec ovs.PortSpec) error
+	DeletePort(ctx context.Context, name string) error
+}
+
+// Plumber creates veth pairs into network namespaces (vif.Plumber).
+type Plumber interface {
+	Plug(ctx context.Context, netnsPath string, plan vif.Plan) (vif.Outcome, error)
+	Unplug(ctx context.Context, portID string) error
+}
+
+var (
+	_ OVSPorts = (*ovs.Client)(nil)
+	_ Plumber  = (*vif.Plumber)(nil)
+)
+
+// Plugger plugs an instance's ports the way os-vif's OVS plugin does for a VM tap device: a
+// veth whose host end (tap<port id>) joins the integration bridge with Neutron's port identity
+// in external_ids, and whose other end is the instance's eth<N>.
+type Plugger struct {
+	OVS     OVSPorts
+	Plumber Plumber
+	// PortPlugged, when set, is told about each port on the bridge; the built-in L2 agent uses it
+	// to report the device to neutron at once instead of at its next poll.
+	PortPlugged func(ctx context.Context, portID string)
+}
+
+var _ VIFPlugger = (*Plugger)(nil)
+
+// Plug implements VIFPlugger. It is idempotent: plugging a plugged port repairs it if needed.
+func (p *Plugger) Plug(ctx context.Context, instanceUUID, netnsPath string, vifs []VIF) error {
+	for i, v := range vifs {
+		plan, err := VIFPlan(v, i)
+		if err != nil {
+			return fmt.Errorf("plan port %s: %w", v.ID, err)
+		}
+		if _, err := p.Plumber.Plug(ctx, netnsPath, plan); err != nil {
+			return err
+		}
+		spec := ovs.PortSpec{Name: plan.HostName(), PortID: v.ID, MAC: plan.MAC, InstanceUUID: instanceUUID}
+		if err := p.OVS.AddPort(ctx, spec); err != nil {
+			return fmt.Errorf("attach port %s to the integration bridge: %w", v.ID, err)
+		}
+		if p.PortPlugged != nil {
+			p.PortPlugged(ctx, v.ID)
+		}
+	}
+	return nil
+}
+
+// Unplug implements VIFPlugger; missing ports are not an error.
+func (p *Plugger) Unplug(ctx context.Context, instanceUUID string, vifs []VIF) error {
+	var errs []error
+	for _, v := range vifs {
+		if err := p.OVS.DeletePort(ctx, vif.TapName(v.ID)); err != nil {
+			errs = append(errs, fmt.Errorf("detach port %s of %s: %w", v.ID, instanceUUID, err))
+		}
+		if err := p.Plumber.Unplug(ctx, v.ID); err != nil {
+			errs = append(errs, fmt.Errorf("remove veth of port %s: %w", v.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
