@@ -64,3 +64,7 @@ func closeRabbitConnections(t testing.TB, prefix string) {
 func TestConformanceRabbitMQ(t *testing.T) {
 	rpctest.RunConformance(t, rabbitHarness(t))
 }
+
+func BenchmarkServeDispatchRabbitMQ(b *testing.B) { benchServeDispatch(b, rabbitURL(), rpc.DialAMQP) }
+
+func BenchmarkCallLatencyRabbitMQ(b *testing.B) { benchCallLatency(b, rabbitURL(), rpc.DialAMQP) }
