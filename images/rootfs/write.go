@@ -78,9 +78,9 @@ func Write(ctx context.Context, fsys FS, w io.Writer, plan *Plan) (*Stats, error
 	cw := &countWriter{w: w}
 	var werr error
 	done := make(chan struct{})
+	tw := tar.NewWriter(cw)
 	go func() {
 		defer close(done)
-		tw := tar.NewWriter(cw)
 		for m := range ch {
 			if werr != nil {
 				continue // drain so the walker never blocks
@@ -101,11 +101,6 @@ func Write(ctx context.Context, fsys FS, w io.Writer, plan *Plan) (*Stats, error
 				cancel(werr)
 			}
 		}
-		if werr == nil {
-			if werr = tw.Close(); werr != nil {
-				werr = fmt.Errorf("finish tar: %w", werr)
-			}
-		}
 	}()
 	wk := &walker{ctx: ctx, fsys: fsys, plan: plan, out: ch, pool: pool, links: map[uint64]string{},
 		dirs: map[uint64]string{}, stats: stats, applied: map[string]*Applied{}, maxFile: fsys.Size()}
@@ -115,14 +110,21 @@ func Write(ctx context.Context, fsys FS, w io.Writer, plan *Plan) (*Stats, error
 	}
 	close(ch)
 	<-done
+	// The walker's error is the cause (a writer failure reaches it as the context's cause); the
+	// tar is only finished when everything went through.
+	if err == nil && werr == nil {
+		if werr = tw.Close(); werr != nil {
+			werr = fmt.Errorf("finish tar: %w", werr)
+		}
+	}
 	stats.TarBytes = cw.n
 	for _, k := range slices.Sorted(maps.Keys(wk.applied)) {
 		stats.Applied = append(stats.Applied, *wk.applied[k])
 	}
-	if werr != nil {
-		return stats, werr
+	if err != nil {
+		return stats, err
 	}
-	return stats, err
+	return stats, werr
 }
 
 type countWriter struct {
@@ -328,6 +330,12 @@ func (w *walker) regular(n Node, abs string, rule Rule, ruled bool) error {
 	if n.Size < 0 || n.Size > w.maxFile {
 		return fmt.Errorf("%s: file of %d bytes in a %d-byte filesystem: %w", abs, n.Size, w.maxFile, ErrUnsafe)
 	}
+	// Map the content before writing the header, so a broken extent tree is reported as such
+	// rather than as a short tar entry.
+	r, err := w.fsys.Open(n)
+	if err != nil {
+		return fmt.Errorf("%s: %w", abs, err)
+	}
 	hdr, err := w.header(n, abs)
 	if err != nil {
 		return err
@@ -337,10 +345,6 @@ func (w *walker) regular(n Node, abs string, rule Rule, ruled bool) error {
 		return err
 	}
 	w.stats.Files++
-	r, err := w.fsys.Open(n)
-	if err != nil {
-		return fmt.Errorf("%s: %w", abs, err)
-	}
 	for left := n.Size; left > 0; {
 		bp := w.pool.Get().(*[]byte)
 		k := int(min(int64(len(*bp)), left))
