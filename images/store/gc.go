@@ -22,7 +22,7 @@ type GCResult struct {
 	Kept int64
 }
 
-// GC removes managed images, least recently used first, until their total size
+// GC removes this store's images (label LabelPrefix = Options.Prefix), least recently used first, until their total size
 // is at most Options.MaxBytes. It never removes an image a container (running
 // or stopped) uses, one being converted, or one an Ensure returned less than
 // MinIdle ago. Images are found by label, so GC after an agent restart sees the
@@ -35,7 +35,7 @@ func (s *Store) GC(ctx context.Context) (GCResult, error) {
 	if maxBytes <= 0 {
 		return res, nil
 	}
-	imgs, err := s.eng.ListImages(ctx, LabelManaged, "true")
+	imgs, err := s.eng.ListImages(ctx, LabelPrefix, s.opt.Prefix)
 	if err != nil {
 		return res, fmt.Errorf("image gc: %w", err)
 	}

@@ -37,6 +37,10 @@ const (
 	LabelImageID  = "org.openstack.nova-container-agent.image-id"
 	LabelChecksum = "org.openstack.nova-container-agent.checksum"
 	LabelSource   = "org.openstack.nova-container-agent.source"
+	// LabelPrefix holds Options.Prefix: GC only considers images of its own
+	// prefix, so two stores (or a test) sharing a daemon never collect each
+	// other's images.
+	LabelPrefix = "org.openstack.nova-container-agent.prefix"
 )
 
 // DefaultConfig is the configuration every converted image gets: systemd as
@@ -222,7 +226,7 @@ func (s *Store) convert(ctx context.Context, imageID string, sum Checksum, open 
 	}
 
 	cfg := DefaultConfig()
-	cfg.Labels = map[string]string{LabelManaged: "true", LabelImageID: imageID, LabelChecksum: sum.String(), LabelSource: "glance"}
+	cfg.Labels = map[string]string{LabelManaged: "true", LabelImageID: imageID, LabelChecksum: sum.String(), LabelSource: "glance", LabelPrefix: s.opt.Prefix}
 	pr, pw := io.Pipe()
 	type result struct {
 		id  string

@@ -149,6 +149,7 @@ step_docker() {
 	done
 	chmod 0755 "$ov" "$ov/etc" "$ov/etc/systemd" "$ov/etc/systemd/system"
 	chmod 0644 "$ov/etc/fstab"
+	local old_id; old_id=$(docker image inspect -f '{{.Id}}' "$TAG_DOCKER" 2>/dev/null || true)
 	log "docker import $TAG_DOCKER"
 	# One stream: the tree minus the replaced files, then only the overlay's files
 	# (docker refuses archives with duplicate paths). Excludes apply to the whole
@@ -169,6 +170,10 @@ step_docker() {
 		die "docker build (STOPSIGNAL) failed"
 	docker rmi "$TAG_DOCKER.import" >/dev/null
 	rm -rf "$ov" "$ov.Dockerfile"
+	# The replaced image would linger untagged; docker refuses while a container uses it.
+	if [[ -n $old_id && $old_id != "$(docker image inspect -f '{{.Id}}' "$TAG_DOCKER")" ]]; then
+		docker rmi "$old_id" >/dev/null 2>&1 || true
+	fi
 	date -u +%FT%TZ >"$OUT/READY-docker-rootfs"
 	log "$TAG_DOCKER: $(docker image inspect -f '{{.Size}}' "$TAG_DOCKER") bytes"
 }
