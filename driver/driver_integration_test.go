@@ -176,8 +176,20 @@ func TestRealLifecycle(t *testing.T) {
 	defer wcancel()
 	go func() { _ = e.d.Watch(wctx, func(ev driver.Event) { events <- ev }) }()
 
+	// A nova-layout config drive tree, bind-mounted read-only.
+	cd := t.TempDir()
+	mdDir := filepath.Join(cd, "openstack", "2018-08-27")
+	if err := os.MkdirAll(mdDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mdDir, "meta_data.json"), []byte(`{"uuid":"`+id+`"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := realInst(id, 1, 512)
+	in.ConfigDriveDir = cd
+
 	t0 := time.Now()
-	if err := e.d.Spawn(ctx, realInst(id, 1, 512), plug); err != nil {
+	if err := e.d.Spawn(ctx, in, plug); err != nil {
 		t.Fatalf("spawn: %v", err)
 	}
 	state, took := waitRunning(t, name)
@@ -208,6 +220,16 @@ func TestRealLifecycle(t *testing.T) {
 	}
 	if k, err := dexec(t, name, 10*time.Second, "stat", "-c", "%U %a", "/root/.ssh/authorized_keys", "/root/.ssh"); err != nil || k != "root 600\nroot 700" {
 		t.Errorf("root key file: %q %v", k, err)
+	}
+
+	if out, _ := dexec(t, name, 10*time.Second, "cat", "/config-drive/openstack/2018-08-27/meta_data.json"); !strings.Contains(out, id) {
+		t.Errorf("config drive meta_data.json: %q", out)
+	}
+	if out, err := dexec(t, name, 10*time.Second, "touch", "/config-drive/x"); err == nil {
+		t.Errorf("config drive is writable: %s", out)
+	}
+	if k, err := dexec(t, name, 10*time.Second, "stat", "-c", "%U %a", "/home/debian/.ssh/authorized_keys", "/home/debian/.ssh"); err != nil || k != "debian 600\ndebian 700" {
+		t.Errorf("default user key file: %q %v", k, err)
 	}
 
 	// Capabilities of PID 1.
