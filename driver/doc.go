@@ -24,6 +24,10 @@
 // container — an in-guest reboot, docker restart, a soft or hard reboot,
 // a rebuild with a new image — keeps the namespace, its veths and their
 // addresses. SandboxNetNS returns the path for the port-plugging code.
+// The driver records which sandbox incarnation (pid and start time) it last
+// plugged; PowerOn, Reboot and Rebuild call the PlugFunc again whenever the
+// sandbox is a new one — started by the driver, or brought back by dockerd's
+// restart policy after a host reboot with an empty namespace.
 //
 // The sandbox image is imported (docker import) from a tar built in memory:
 // there is no registry. See sandboximage.go for why a hand-assembled binary

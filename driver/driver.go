@@ -210,6 +210,7 @@ func (d *Driver) names(id string) (inst, sandbox string) { return spec.Names(d.o
 const (
 	markSuspended = "suspended"
 	markStopped   = "stopped"
+	markPlugged   = "plugged"
 )
 
 func (d *Driver) markerPath(id, kind string) string {
@@ -324,31 +325,62 @@ func (d *Driver) SandboxNetNS(ctx context.Context, id string) (string, error) {
 	return d.netnsPath(ctx, id)
 }
 
-// ensureSandbox starts the sandbox if it is not running and, when it had
-// to, re-plugs the network into the fresh namespace.
+// sandboxIdentity names one incarnation of the sandbox's namespace: a
+// restart (by dockerd's restart policy after a host reboot, or by anyone)
+// gives a new pid and start time, and a new, empty namespace.
+func sandboxIdentity(c container.InspectResponse) string {
+	return fmt.Sprintf("%d %s", c.State.Pid, c.State.StartedAt)
+}
+
+// recordPlugged remembers which namespace incarnation was last handed to
+// plug, so a later power on can tell a fresh, unplugged one from it.
+func (d *Driver) recordPlugged(id string, c container.InspectResponse) error {
+	p := d.markerPath(id, markPlugged)
+	if err := os.WriteFile(p, []byte(sandboxIdentity(c)), 0o600); err != nil {
+		return fmt.Errorf("write marker %s: %w", p, err)
+	}
+	return nil
+}
+
+// ensureSandbox makes sure the sandbox runs and its namespace is the one
+// that was plugged. The sandbox restarts on its own after a host reboot
+// (restart policy unless-stopped) with a new, empty namespace; comparing
+// its incarnation with the recorded one catches that as well as a restart
+// done by the driver here, and plug is called for the new namespace.
 func (d *Driver) ensureSandbox(ctx context.Context, id string, plug PlugFunc) error {
 	_, sb := d.names(id)
 	c, err := d.inspect(ctx, sb)
 	if err != nil {
 		return err
 	}
-	if running(c) {
-		return nil
-	}
-	if err := d.start(ctx, sb); err != nil {
-		return err
-	}
-	ns, err := d.netnsPath(ctx, id)
-	if err != nil {
-		return err
-	}
-	d.log.InfoContext(ctx, "sandbox restarted: new network namespace", "instance", id, "netns", ns)
-	if plug != nil {
-		if err := plug(ctx, ns); err != nil {
-			return fmt.Errorf("plug network of %s into %s: %w", id, ns, err)
+	if !running(c) {
+		if err := d.start(ctx, sb); err != nil {
+			return err
+		}
+		if c, err = d.inspect(ctx, sb); err != nil {
+			return err
+		}
+		if !running(c) {
+			return fmt.Errorf("sandbox of %s: %w", id, ErrNotRunning)
 		}
 	}
-	return nil
+	recorded, err := os.ReadFile(d.markerPath(id, markPlugged))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read plug marker of %s: %w", id, err)
+	}
+	if string(recorded) == sandboxIdentity(c) {
+		return nil
+	}
+	ns := filepath.Join(d.procRoot, strconv.Itoa(c.State.Pid), "ns", "net")
+	if plug == nil {
+		d.log.WarnContext(ctx, "sandbox has a new network namespace and no plug callback was given: ports are not wired", "instance", id, "netns", ns)
+		return nil
+	}
+	d.log.InfoContext(ctx, "sandbox has a new network namespace: plugging", "instance", id, "netns", ns)
+	if err := plug(ctx, ns); err != nil {
+		return fmt.Errorf("plug network of %s into %s: %w", id, ns, err)
+	}
+	return d.recordPlugged(id, c)
 }
 
 // Spawn creates and boots an instance: sandbox, network plug, parent
@@ -393,14 +425,21 @@ func (d *Driver) Spawn(ctx context.Context, inst spec.Instance, plug PlugFunc) (
 	if err := d.start(ctx, sbSpec.Name); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst.UUID, err)
 	}
-	ns, err := d.netnsPath(ctx, inst.UUID)
+	sbc, err := d.inspect(ctx, sbSpec.Name)
 	if err != nil {
 		return fmt.Errorf("spawn %s: %w", inst.UUID, err)
 	}
+	if !running(sbc) || sbc.State.Pid <= 0 {
+		return fmt.Errorf("spawn %s: sandbox: %w", inst.UUID, ErrNotRunning)
+	}
+	ns := filepath.Join(d.procRoot, strconv.Itoa(sbc.State.Pid), "ns", "net")
 	if plug != nil {
 		if err := plug(ctx, ns); err != nil {
 			return fmt.Errorf("spawn %s: plug network into %s: %w", inst.UUID, ns, err)
 		}
+	}
+	if err := d.recordPlugged(inst.UUID, sbc); err != nil {
+		return fmt.Errorf("spawn %s: %w", inst.UUID, err)
 	}
 	if err := d.createInstance(ctx, inst, ctSpec); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst.UUID, err)
@@ -507,7 +546,7 @@ func (d *Driver) destroyLocked(ctx context.Context, id string) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, m := range []string{markSuspended, markStopped} {
+	for _, m := range []string{markSuspended, markStopped, markPlugged} {
 		if err := d.setMarker(id, m, false); err != nil {
 			errs = append(errs, err)
 		}

@@ -335,6 +335,23 @@ func TestPowerOffOnReboot(t *testing.T) {
 	if err := e.d.PowerOn(ctx, uuid1, plug); err != nil || calls != 2 {
 		t.Fatalf("power on after sandbox death: %v (plug calls %d)", err, calls)
 	}
+	// Host-reboot-like, dockerd side: the restart policy already brought
+	// the sandbox back (new, empty namespace) before the agent powers on.
+	if err := e.d.PowerOff(ctx, uuid1, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.f.ContainerKill(ctx, "nca-"+uuid1+"-sandbox", client.ContainerKillOptions{Signal: "SIGKILL"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.f.ContainerStart(ctx, "nca-"+uuid1+"-sandbox", client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.PowerOn(ctx, uuid1, plug); err != nil || calls != 3 {
+		t.Fatalf("power on after dockerd restarted the sandbox: %v (plug calls %d)", err, calls)
+	}
+	if err := e.d.PowerOn(ctx, uuid1, plug); err != nil || calls != 3 {
+		t.Fatalf("power on of a running instance re-plugged: %v (plug calls %d)", err, calls)
+	}
 	_, sbPid, _ := e.inspect(t, "nca-"+uuid1+"-sandbox")
 	for _, hard := range []bool{false, true} {
 		_, pid, _ := e.inspect(t, "nca-"+uuid1)
@@ -343,7 +360,7 @@ func TestPowerOffOnReboot(t *testing.T) {
 		}
 		up, pid2, _ := e.inspect(t, "nca-"+uuid1)
 		_, sbPid2, _ := e.inspect(t, "nca-"+uuid1+"-sandbox")
-		if !up || pid2 == pid || sbPid2 != sbPid || calls != 2 {
+		if !up || pid2 == pid || sbPid2 != sbPid || calls != 3 {
 			t.Errorf("reboot hard=%v: up %v pid %d→%d sandbox %d→%d plug calls %d", hard, up, pid, pid2, sbPid, sbPid2, calls)
 		}
 	}
