@@ -481,6 +481,9 @@ func TestConsoleLog(t *testing.T) {
 	if out != "l3 \uFFFD\nlogin: " {
 		t.Errorf("console %q", out)
 	}
+	if all, err := e.d.ConsoleLog(ctx, uuid1, 0); err != nil || !strings.HasSuffix(all, "l1\nl2\nl3 \uFFFD\nlogin: ") || !strings.Contains(all, "Welcome") {
+		t.Errorf("whole console %q %v", all, err)
+	}
 	if _, err := e.d.ConsoleLog(ctx, uuid2, 10); !errors.Is(err, driver.ErrNotFound) {
 		t.Errorf("console of unknown: %v", err)
 	}

@@ -322,21 +322,23 @@ func sortListed(l []Listed) {
 	}
 }
 
-// maxConsoleBytes bounds what ConsoleLog reads from dockerd.
+// maxConsoleBytes bounds what ConsoleLog reads from dockerd; the json-file
+// log of an instance is capped at 2 x 1 MiB by its LogConfig anyway.
 const maxConsoleBytes = 4 << 20
 
 // ConsoleLog returns the last lines of the guest console (the pty PID 1
-// writes to), as nova's get_console_output wants: valid UTF-8, bad bytes
-// replaced.
+// writes to), or all of it when lines <= 0, as nova's get_console_output
+// wants: valid UTF-8, bad bytes replaced.
 func (d *Driver) ConsoleLog(ctx context.Context, id string, lines int) (string, error) {
 	if err := spec.ValidateUUID(id); err != nil {
 		return "", err
 	}
-	if lines <= 0 {
-		lines = 100
+	tail := "all" // nova passes no tail_length for the whole log
+	if lines > 0 {
+		tail = strconv.Itoa(lines)
 	}
 	name, _ := d.names(id)
-	rc, err := d.api.ContainerLogs(ctx, name, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(lines)})
+	rc, err := d.api.ContainerLogs(ctx, name, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: tail})
 	if err != nil {
 		return "", translate(err, "console log of "+name)
 	}
