@@ -17,7 +17,7 @@ import (
 // runCompute assembles the compute service from the configuration and runs it until ctx ends:
 // RabbitMQ connection, conductor readiness, registration, the compute RPC server and the
 // periodic tasks, in nova-compute's order (the RPC server starts after registration).
-func runCompute(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+func runCompute(ctx context.Context, cfg *config.Config, log *slog.Logger, lc *agent.Lifecycle) error {
 	d := cfg.Default
 	conn, err := rpc.Dial(ctx, d.TransportURL, rpc.WithLogger(log), rpc.WithBinary("nova-compute"))
 	if err != nil {
@@ -45,6 +45,9 @@ func runCompute(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
+	if lc != nil {
+		mgr.SetLifecycle(lc)
+	}
 	if err := mgr.Start(ctx); err != nil {
 		return err
 	}
@@ -56,6 +59,7 @@ func runCompute(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 			rpc.NewDispatcher(mgr.Endpoints()...))
 	}()
 	go mgr.RunPeriodic(ctx)
+	defer mgr.Wait()
 	select {
 	case err := <-errc:
 		if err != nil {
