@@ -244,7 +244,16 @@ func bootAndSSH(t *testing.T, name, image string) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "docker", "exec", name, "systemctl", "is-system-running", "--wait").CombinedOutput()
+	var out []byte
+	var err error
+	for {
+		// Until systemd has its bus socket, systemctl fails at once: retry.
+		out, err = exec.CommandContext(ctx, "docker", "exec", name, "systemctl", "is-system-running", "--wait").CombinedOutput()
+		if !bytes.Contains(out, []byte("Failed to connect to bus")) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	state := strings.TrimSpace(string(out))
 	t.Logf("is-system-running: %q after %.1fs", state, time.Since(start).Seconds())
 	if failed := run(t, "docker", "exec", name, "systemctl", "--failed", "--no-legend", "--plain"); failed != "" {
