@@ -83,6 +83,18 @@ func (m *Manager) wrap(method string, spec computeMethod, h OpHandler) rpc.Handl
 				return nil, &rpc.Failure{Module: rpc.ModuleBuiltins, Class: "ValueError", Message: fmt.Sprintf("%s: malformed instance argument: %v", method, err)}
 			}
 		}
+		if inst != nil && method != "build_and_run_instance" {
+			// Lifecycle operations on one instance run one at a time (utils.synchronized(uuid));
+			// the build takes the lock in its own goroutine.
+			defer m.locks.Lock(inst.UUID())()
+		}
+		return m.runLocked(method, spec, h)(ctx, req, inst)
+	}
+}
+
+// runLocked applies the decorators to h for a caller that already holds the instance's lock.
+func (m *Manager) runLocked(method string, spec computeMethod, h OpHandler) OpHandler {
+	return func(ctx context.Context, req *rpc.Request, inst *objects.Instance) (any, error) {
 		log := m.log.With("method", method, "request_id", req.Context.RequestID())
 		if inst != nil {
 			log = log.With("instance", inst.UUID())

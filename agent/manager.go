@@ -46,6 +46,9 @@ type Options struct {
 	Reserved                Reserved
 	// HypervisorVersion is Docker's engine version, packed (see PackVersion).
 	HypervisorVersion int
+	// ResumeGuestsStateOnHostBoot restarts instances that were running before the host went
+	// down (nova's option of the same name).
+	ResumeGuestsStateOnHostBoot bool
 }
 
 // Manager is the compute manager: it registers the host, keeps its records current and serves

@@ -52,6 +52,10 @@ func runCompute(ctx context.Context, cfg *config.Config, log *slog.Logger, lc *a
 		return err
 	}
 	log.Info("compute service registered", "host", d.Host)
+	if err := mgr.InitHost(ctx); err != nil {
+		// Per-instance problems are logged; the host still serves the others.
+		log.Error("init host", "err", err)
+	}
 
 	errc := make(chan error, 1)
 	go func() {
@@ -59,6 +63,8 @@ func runCompute(ctx context.Context, cfg *config.Config, log *slog.Logger, lc *a
 			rpc.NewDispatcher(mgr.Endpoints()...))
 	}()
 	go mgr.RunPeriodic(ctx)
+	go mgr.WatchPowerEvents(ctx)
+	go mgr.RunPowerSync(ctx, time.Duration(d.SyncPowerStateInterval)*time.Second)
 	defer mgr.Wait()
 	select {
 	case err := <-errc:
@@ -95,6 +101,7 @@ func managerOptions(cfg *config.Config) agent.Options {
 			CPU: ratio(d.CPUAllocationRatio), RAM: ratio(d.RAMAllocationRatio), Disk: ratio(d.DiskAllocationRatio),
 			InitialCPU: d.InitialCPUAllocationRatio, InitialRAM: d.InitialRAMAllocationRatio, InitialDisk: d.InitialDiskAllocationRatio,
 		},
-		Reserved: agent.Reserved{MemoryMB: d.ReservedHostMemoryMB, DiskMB: d.ReservedHostDiskMB, CPUs: d.ReservedHostCPUs},
+		Reserved:                    agent.Reserved{MemoryMB: d.ReservedHostMemoryMB, DiskMB: d.ReservedHostDiskMB, CPUs: d.ReservedHostCPUs},
+		ResumeGuestsStateOnHostBoot: d.ResumeGuestsStateOnHostBoot,
 	}
 }
