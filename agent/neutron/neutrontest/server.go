@@ -68,6 +68,7 @@ type Server struct {
 	revive map[string]bool           // host -> answer "revived" next
 	fail   map[string]int            // method -> remaining failures to inject
 	calls  []Call
+	hook   func(Call)
 }
 
 // NewServer returns a server with no ports and no agents.
@@ -108,10 +109,25 @@ func (s *Server) FailNext(method string, n int) {
 	s.fail[method] = n
 }
 
+// OnCall registers f to run on every request, before it is answered and outside the server's
+// lock (to observe what the agent did before a call, e.g. the port tag at update_device_list).
+func (s *Server) OnCall(f func(Call)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hook = f
+}
+
 func (s *Server) record(topic string, h rpc.HandlerFunc) rpc.HandlerFunc {
 	return func(ctx context.Context, req *rpc.Request) (any, error) {
+		c := Call{Topic: topic, Method: req.Method, Version: req.Version, Args: req.Args, Context: req.Context, At: time.Now()}
 		s.mu.Lock()
-		s.calls = append(s.calls, Call{Topic: topic, Method: req.Method, Version: req.Version, Args: req.Args, Context: req.Context, At: time.Now()})
+		hook := s.hook
+		s.mu.Unlock()
+		if hook != nil {
+			hook(c)
+		}
+		s.mu.Lock()
+		s.calls = append(s.calls, c)
 		if s.fail[req.Method] > 0 {
 			s.fail[req.Method]--
 			s.mu.Unlock()
