@@ -164,11 +164,11 @@ func (m *Manager) doBuild(ctx context.Context, rctx map[string]any, req *rpc.Req
 	if ferr := m.eventFinish(ctx, rctx, uuid, ev, nil); ferr != nil {
 		log.Error("build: finish action event", "err", ferr)
 	}
-	go func() {
-		if err := m.UpdateAvailableResource(ctx); err != nil {
-			log.Warn("resource audit after build", "err", err)
-		}
-	}()
+	// Usage changed: report it now rather than at the next periodic audit, as the resource
+	// tracker's claim does.
+	if err := m.UpdateAvailableResource(ctx); err != nil {
+		log.Warn("resource audit after build", "err", err)
+	}
 }
 
 func (m *Manager) buildAndRun(ctx context.Context, rctx map[string]any, req *rpc.Request, inst *objects.Instance, log *slog.Logger) ([]VIF, error) {

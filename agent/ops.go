@@ -106,7 +106,9 @@ func (m *Manager) opTerminate(ctx context.Context, req *rpc.Request, inst *objec
 	if err := m.cond.InstanceDestroy(ctx, rctx, inst); err != nil && !errors.Is(err, conductor.ErrNotFound) {
 		return nil, fmt.Errorf("destroy record of %s: %w", uuid, err)
 	}
+	m.builds.Add(1)
 	go func() {
+		defer m.builds.Done()
 		if err := m.UpdateAvailableResource(context.WithoutCancel(ctx)); err != nil {
 			m.log.Warn("resource audit after delete", "err", err)
 		}
