@@ -13,6 +13,8 @@ import (
 	"github.com/nova-container-agent/nova-container-agent/agent"
 	"github.com/nova-container-agent/nova-container-agent/agent/cloud"
 	"github.com/nova-container-agent/nova-container-agent/agent/config"
+	"github.com/nova-container-agent/nova-container-agent/agent/neutron"
+	"github.com/nova-container-agent/nova-container-agent/agent/rpc"
 	"github.com/nova-container-agent/nova-container-agent/driver"
 	"github.com/nova-container-agent/nova-container-agent/driver/spec"
 	"github.com/nova-container-agent/nova-container-agent/driver/vif"
@@ -27,15 +29,30 @@ const flowCookie = 0x4e43410000000001 // "NCA" + 1
 // runAgent builds the container host from the configuration (Docker driver, image store, OVS,
 // OpenStack clients) and runs the compute service until ctx ends.
 func runAgent(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	lc, cleanup, err := buildLifecycle(ctx, cfg, log)
+	lc, l2, cleanup, err := buildLifecycle(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
+	if l2 != nil {
+		// The L2 agent runs beside the compute service for the life of the process.
+		l2ctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := l2.Run(l2ctx); err != nil && l2ctx.Err() == nil {
+				log.Error("neutron L2 agent stopped: ports will not become ACTIVE", "err", err)
+			}
+		}()
+		defer func() { cancel(); <-done }()
+	}
 	return runCompute(ctx, cfg, log, lc)
 }
 
-func buildLifecycle(ctx context.Context, cfg *config.Config, log *slog.Logger) (*agent.Lifecycle, func(), error) {
+// buildLifecycle assembles the container host. In neutron_agent_mode=full it also returns the
+// built-in L2 agent, which owns the OVS tags and flows; in compat mode that is left to a real
+// neutron-openvswitch-agent and only the ports' external_ids are written here.
+func buildLifecycle(ctx context.Context, cfg *config.Config, log *slog.Logger) (*agent.Lifecycle, *neutron.Agent, func(), error) {
 	c := cfg.Container
 	d := cfg.Default
 	var closers []func()
@@ -44,7 +61,10 @@ func buildLifecycle(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 			closers[i]()
 		}
 	}
-	fail := func(err error) (*agent.Lifecycle, func(), error) { cleanup(); return nil, func() {}, err }
+	fail := func(err error) (*agent.Lifecycle, *neutron.Agent, func(), error) {
+		cleanup()
+		return nil, nil, func() {}, err
+	}
 
 	docker, err := client.New(client.WithHost(c.DockerHost), client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -87,14 +107,49 @@ func buildLifecycle(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 		return fail(fmt.Errorf("open vswitch: %w", err))
 	}
 	closers = append(closers, ovsc.Close)
-	if c.NeutronAgentMode == "compat" {
-		// neutron-openvswitch-agent owns bridges and flows; we only plug ports.
-		log.Info("neutron agent mode compat: leaving bridges and flows to neutron-openvswitch-agent")
-	} else {
+	mode, err := neutron.ParseMode(c.NeutronAgentMode)
+	if err != nil {
+		return fail(err)
+	}
+	plugger := &agent.Plugger{OVS: ovsc, Plumber: vif.NewPlumber()}
+	var l2 *neutron.Agent
+	if mode.ManagesDataplane() {
 		sw := ovs.NewSwitch(ovsc, flows.NewApplier(flows.ExecRunner{}, flowCookie))
 		if err := sw.Start(ctx); err != nil {
 			return fail(fmt.Errorf("open vswitch bridges and flows: %w", err))
 		}
+		conn, err := rpc.Dial(ctx, d.TransportURL, rpc.WithLogger(log), rpc.WithBinary("neutron-openvswitch-agent"))
+		if err != nil {
+			return fail(fmt.Errorf("connect to RabbitMQ for the L2 agent: %w", err))
+		}
+		closers = append(closers, func() { conn.Close() })
+		ncfg := neutron.DefaultConfig()
+		ncfg.Mode = mode
+		ncfg.IntegrationBridge = cfg.OVS.IntegrationBridge
+		ncfg.BridgeMappings = mappings
+		ncfg.DatapathType = cfg.OVS.DatapathType
+		ncfg.HypervisorHostname = d.Host
+		ncfg.RPCTimeout = time.Duration(d.RPCResponseTimeout) * time.Second
+		ncfg.ReportInterval = time.Duration(cfg.Agent.ReportInterval * float64(time.Second))
+		if cfg.Agent.PollingInterval > 0 {
+			ncfg.PollingInterval = time.Duration(cfg.Agent.PollingInterval) * time.Second
+		}
+		if l2, err = neutron.NewAgent(conn, d.Host, ncfg, ovsc, neutron.NewSwitchDataplane(sw), log); err != nil {
+			return fail(err)
+		}
+		agentL2 := l2
+		plugger.PortPlugged = func(ctx context.Context, portID string) {
+			// Report the device to neutron now; nova's wait for network-vif-plugged follows.
+			go func() {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+				defer cancel()
+				if err := agentL2.Resync(rctx, portID); err != nil {
+					log.Warn("report plugged port to neutron", "port", portID, "err", err)
+				}
+			}()
+		}
+	} else {
+		log.Info("neutron agent mode compat: neutron-openvswitch-agent owns tags and flows")
 	}
 
 	sess, err := cloud.NewSession(ctx, cfg.Neutron.KeystoneAuth)
@@ -127,10 +182,10 @@ func buildLifecycle(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 	}
 	return &agent.Lifecycle{
 		Driver: drv, Images: imgs, Glance: glance, Neutron: neutron,
-		Plugger:            &agent.Plugger{OVS: ovsc, Plumber: vif.NewPlumber()},
+		Plugger:            plugger,
 		Bridge:             cfg.OVS.IntegrationBridge,
 		VIFPluggingTimeout: time.Duration(d.VIFPluggingTimeout) * time.Second,
 		VIFPluggingIsFatal: d.VIFPluggingIsFatal,
 		ShutdownTimeout:    time.Duration(c.StopTimeout) * time.Second,
-	}, cleanup, nil
+	}, l2, cleanup, nil
 }
