@@ -42,7 +42,7 @@ func ParsePasswd(data []byte) []User {
 		}
 		uid, err1 := strconv.Atoi(f[2])
 		gid, err2 := strconv.Atoi(f[3])
-		if err1 != nil || err2 != nil || uid < 0 || gid < 0 || !path.IsAbs(f[5]) {
+		if err1 != nil || err2 != nil || uid < 0 || gid < 0 || !path.IsAbs(f[5]) || strings.ContainsFunc(f[0]+f[5], isControl) {
 			continue
 		}
 		u := User{Name: f[0], UID: uid, GID: gid, Home: path.Clean(f[5])}
@@ -126,7 +126,7 @@ func AuthorizedKeysTar(files []KeyFile, mtime time.Time) ([]byte, error) {
 	tw := tar.NewWriter(&buf)
 	for _, f := range files {
 		home := strings.TrimPrefix(path.Clean(f.User.Home), "/")
-		if home == "" || strings.HasPrefix(home, "..") {
+		if home == "" || strings.HasPrefix(home, "..") || strings.ContainsFunc(home, isControl) {
 			return nil, fmt.Errorf("%w: home %q of user %s", ErrInvalid, f.User.Home, f.User.Name)
 		}
 		dir := home + "/.ssh"
@@ -145,3 +145,7 @@ func AuthorizedKeysTar(files []KeyFile, mtime time.Time) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// isControl rejects bytes no sane account name or home directory carries
+// (NUL, newlines) and that tar headers cannot encode.
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
