@@ -28,7 +28,8 @@ test: unit fuzz test-integration ## everything CI runs
 aio-up: ## start the all-in-one control plane (idempotent)
 	tests/aio/up.sh
 
-aio-down: ## stop what aio-up started
+aio-down: ## stop the agent and what aio-up started
+	tests/agent.sh stop
 	tests/aio/down.sh
 
 demo: build ## the all-in-one demo: control plane, agent, a booted instance
