@@ -434,11 +434,16 @@ func (a *Agent) pass(ctx context.Context) error {
 			continue
 		}
 		requeue = append(requeue, reply.FailedDevices...)
+		answered := map[string]bool{}
+		for _, id := range reply.FailedDevices {
+			answered[id] = true
+		}
 		for _, det := range reply.Devices {
 			r, ok := current[det.Device]
-			if !ok {
-				continue // not one we asked about
+			if !ok || !slices.Contains(chunk, det.Device) || answered[det.Device] {
+				continue // not one we asked about, or a duplicate
 			}
+			answered[det.Device] = true
 			switch res, err := a.treat(ctx, r, det); {
 			case err != nil:
 				a.log.Warn("port processing failed, will retry", "port", det.Device, "error", err)
@@ -450,6 +455,12 @@ func (a *Agent) pass(ctx context.Context) error {
 				results[det.Device] = res
 			default:
 				results[det.Device] = res
+			}
+		}
+		for _, id := range chunk {
+			if !answered[id] {
+				a.log.Warn("neutron-server returned no details for a device, will retry", "port", id)
+				requeue = append(requeue, id)
 			}
 		}
 	}
