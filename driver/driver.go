@@ -51,7 +51,15 @@ type Driver struct {
 	diskProbe bool // trust xfs backing as pquota-capable
 
 	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	locks map[string]*instLock
+}
+
+// instLock serialises operations on one instance; refs counts holders and
+// waiters so the entry is dropped when nobody needs it (a long-lived agent
+// sees many short-lived instances).
+type instLock struct {
+	mu   sync.Mutex
+	refs int
 }
 
 // Option configures New.
@@ -100,7 +108,7 @@ func New(ctx context.Context, api DockerAPI, opts ...Option) (*Driver, error) {
 		procRoot: "/proc",
 		lxcfsOK:  CheckLXCFS,
 		goarch:   runtime.GOARCH,
-		locks:    map[string]*sync.Mutex{},
+		locks:    map[string]*instLock{},
 	}
 	for _, o := range opts {
 		o(d)
@@ -195,12 +203,21 @@ func (d *Driver) lock(id string) func() {
 	d.mu.Lock()
 	l, ok := d.locks[id]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &instLock{}
 		d.locks[id] = l
 	}
+	l.refs++
 	d.mu.Unlock()
-	l.Lock()
-	return l.Unlock
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		d.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(d.locks, id)
+		}
+		d.mu.Unlock()
+	}
 }
 
 func (d *Driver) names(id string) (inst, sandbox string) { return spec.Names(d.opts, id) }

@@ -691,3 +691,47 @@ func TestCgroupsV1OnDir(t *testing.T) {
 		t.Errorf("root parent accepted: %v", err)
 	}
 }
+
+func TestConcurrentOperations(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ids := []string{uuid1, uuid2, "9c1d2e3f-4a5b-4c6d-8e7f-0a1b2c3d4e5f"}
+	errs := make(chan error, 64)
+	for _, id := range ids {
+		go func() { errs <- e.d.Spawn(ctx, inst(id), nil) }()
+	}
+	for range ids {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 8; i++ {
+		go func() {
+			var err error
+			switch i % 4 {
+			case 0:
+				err = e.d.Pause(ctx, uuid1)
+			case 1:
+				err = e.d.Unpause(ctx, uuid1)
+			case 2:
+				_, err = e.d.GetState(ctx, uuid1)
+			case 3:
+				err = e.d.Reboot(ctx, uuid1, i%2 == 1, time.Second, nil)
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent op: %v", err)
+		}
+	}
+	for _, id := range ids {
+		if err := e.d.Destroy(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.f.ContainerNames(); len(n) != 0 {
+		t.Errorf("left: %v", n)
+	}
+}
