@@ -40,7 +40,8 @@ mirror() {
 }
 
 SMALL_PKGS=systemd,systemd-sysv,systemd-timesyncd,dbus,libpam-systemd,openssh-server,iproute2,iputils-ping,sudo,procps,less,ca-certificates,ifupdown,isc-dhcp-client,netbase,kmod,udev,locales,linux-image-amd64,initramfs-tools,grub-pc-bin,grub2-common,e2fsprogs,cron,vim-tiny,curl
-BIG_PKGS="default-jdk-headless python3 python3-pip python3-numpy git"
+# ~2 GB used, like a developer image: JDK, Python, a C and a Go toolchain.
+BIG_PKGS="default-jdk-headless python3 python3-pip python3-numpy python3-dev git build-essential golang-go linux-headers-amd64"
 
 log() { printf '[build.sh %(%T)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -397,7 +398,7 @@ step_lvm() {
 		backup { backup = 0 archive = 0 }
 		devices { obtain_device_list_from_udev = 0 }
 	EOF
-	local loop rc=0 pe_start seg
+	local loop rc=0 pe_start seg extent
 	loop=$(losetup -f --show -o $((p2s * 512)) --sizelimit $((p2n * 512)) "$raw")
 	log "$name: LVM metadata on $loop (activation off)"
 	{
@@ -406,13 +407,13 @@ step_lvm() {
 			vgcreate -q --devices "$loop" rootvg "$loop" &&
 			lvcreate -q --devices "$loop" -an -Zn -Wn -l 100%FREE -n rootlv rootvg &&
 			pe_start=$(pvs --devices "$loop" --noheadings --units b --nosuffix -o pe_start "$loop" | tr -d ' ') &&
-			seg=$(lvs --devices "$loop" --noheadings -o seg_pe_ranges rootvg/rootlv | tr -d ' ')
+			seg=$(lvs --devices "$loop" --noheadings -o seg_pe_ranges rootvg/rootlv | tr -d ' ') &&
+			extent=$(vgs --devices "$loop" --noheadings --units b --nosuffix -o vg_extent_size rootvg | tr -d ' ')
 	} >"$OUT/lvm.log" 2>&1 || rc=$?
 	losetup -d "$loop"; rm -rf "$lvmdir"
 	[[ $rc == 0 ]] || { cat "$OUT/lvm.log" >&2; die "lvm metadata failed"; }
 	# seg like /dev/loop3:0-759 : linear, one segment.
 	local pe0=${seg##*:}; pe0=${pe0%-*}; local pe1=${seg##*-}
-	local extent=$((4 * MiB))
 	local lvoff=$((p2s * 512 + pe_start + pe0 * extent)) lvsize=$(((pe1 - pe0 + 1) * extent))
 	log "$name: LV at byte $lvoff, $lvsize bytes (pe_start $pe_start, seg $seg)"
 	echo "lv_offset=$lvoff lv_size=$lvsize" >"$OUT/$name.layout"
@@ -471,4 +472,5 @@ main() {
 	step_sizes
 }
 
-main "$@"
+# exit on the same line: edits to this file while it runs cannot be executed.
+main "$@"; exit
