@@ -167,8 +167,9 @@ func TestRealLifecycle(t *testing.T) {
 	name := "nca-test-drv-" + id
 
 	var pluggedIno uint64
+	var pluggedPath string
 	plug := func(ctx context.Context, ns string) error {
-		pluggedIno = netnsInode(t, ns)
+		pluggedIno, pluggedPath = netnsInode(t, ns), ns
 		return nil
 	}
 	events := make(chan driver.Event, 64)
@@ -279,7 +280,7 @@ func TestRealLifecycle(t *testing.T) {
 	if state, took := waitRunning(t, name); !isRunning(state) {
 		t.Errorf("after in-guest reboot: %q (%v)", state, took)
 	}
-	if ns, _ := e.d.SandboxNetNS(ctx, id); netnsInode(t, ns) != pluggedIno {
+	if ns, _ := e.d.SandboxNetNS(ctx, id); ns != pluggedPath || netnsInode(t, ns) != pluggedIno {
 		t.Errorf("netns changed across in-guest reboot")
 	}
 	// docker restart outside the agent keeps it too.
@@ -290,7 +291,7 @@ func TestRealLifecycle(t *testing.T) {
 	if state, _ := waitRunning(t, name); !isRunning(state) {
 		t.Errorf("after docker restart: %q", state)
 	}
-	if ns, _ := e.d.SandboxNetNS(ctx, id); netnsInode(t, ns) != pluggedIno {
+	if ns, _ := e.d.SandboxNetNS(ctx, id); ns != pluggedPath || netnsInode(t, ns) != pluggedIno {
 		t.Errorf("netns changed across docker restart")
 	}
 	if out, _ := dexec(t, name, 10*time.Second, "sh", "-c", "readlink /proc/1/ns/net"); !strings.Contains(out, strconv.FormatUint(pluggedIno, 10)) {
@@ -369,10 +370,33 @@ func TestRealLifecycle(t *testing.T) {
 		t.Errorf("after PowerOff %+v (want a clean exit 130)", st)
 	}
 
-	// Rebuild on the same sandbox.
-	if err := e.d.PowerOn(ctx, id, nil); err != nil {
+	// Host-reboot-like: the sandbox dies and dockerd's restart policy
+	// brings it back with a new, empty namespace before the agent powers
+	// the instance on; PowerOn must notice and plug again.
+	sbName := name + "-sandbox"
+	if _, err := e.cli.ContainerKill(ctx, sbName, client.ContainerKillOptions{Signal: "SIGKILL"}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := e.cli.ContainerStart(ctx, sbName, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// (Compare paths, not inodes: the kernel may hand the new namespace
+	// the freed one's inode number.)
+	oldPath := pluggedPath
+	if err := e.d.PowerOn(ctx, id, plug); err != nil {
+		t.Fatal(err)
+	}
+	if pluggedPath == oldPath {
+		t.Errorf("power on after a sandbox restart did not re-plug (still %s)", pluggedPath)
+	}
+	if state, _ := waitRunning(t, name); !isRunning(state) {
+		t.Errorf("after power on in a new sandbox: %q", state)
+	}
+	if out, _ := dexec(t, name, 10*time.Second, "readlink", "/proc/1/ns/net"); !strings.Contains(out, strconv.FormatUint(pluggedIno, 10)) {
+		t.Errorf("guest netns %q, new sandbox inode %d", out, pluggedIno)
+	}
+
+	// Rebuild on the same sandbox.
 	if err := e.d.Rebuild(ctx, realInst(id, 1, 512), func(context.Context, string) error {
 		return errors.New("rebuild must not re-plug a live sandbox")
 	}); err != nil {
@@ -381,7 +405,7 @@ func TestRealLifecycle(t *testing.T) {
 	if state, _ := waitRunning(t, name); !isRunning(state) {
 		t.Errorf("after rebuild: %q", state)
 	}
-	if ns, _ := e.d.SandboxNetNS(ctx, id); netnsInode(t, ns) != pluggedIno {
+	if ns, _ := e.d.SandboxNetNS(ctx, id); ns != pluggedPath || netnsInode(t, ns) != pluggedIno {
 		t.Errorf("netns changed across rebuild")
 	}
 
