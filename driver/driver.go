@@ -153,7 +153,8 @@ func New(ctx context.Context, api DockerAPI, opts ...Option) (*Driver, error) {
 	}
 	d.opts.RootDiskQuota = d.caps.RootDiskEnforced
 	if !d.caps.RootDiskEnforced {
-		d.log.WarnContext(ctx, "root disk size not enforced", "reason", d.caps.RootDiskReason)
+		// Reported through Capabilities; the agent decides how loudly.
+		d.log.DebugContext(ctx, "root disk size not enforced", "reason", d.caps.RootDiskReason)
 	}
 	ref, err := EnsureSandboxImage(ctx, api, d.goarch)
 	if err != nil {
@@ -268,7 +269,7 @@ func running(c container.InspectResponse) bool {
 
 // lxcfsDir decides the lxcfs mounts for one spawn. Default: degrade. An
 // instance without lxcfs still has every limit enforced by its cgroups; only
-// what `free`/`top`/`nproc` print inside is the host's. Failing the build
+// what `free`, `top` and `uptime` print inside is the host's. Failing the build
 // instead would turn a host daemon hiccup into failed builds and reschedules
 // across the cloud (and nova's BuildFailureWeigher would then steer users
 // away from the host), which is worse than a wrong /proc view that fixes
@@ -393,7 +394,7 @@ func (d *Driver) ensureSandbox(ctx context.Context, id string, plug PlugFunc) er
 		d.log.WarnContext(ctx, "sandbox has a new network namespace and no plug callback was given: ports are not wired", "instance", id, "netns", ns)
 		return nil
 	}
-	d.log.InfoContext(ctx, "sandbox has a new network namespace: plugging", "instance", id, "netns", ns)
+	d.log.DebugContext(ctx, "sandbox has a new network namespace: plugging", "instance", id, "netns", ns)
 	if err := plug(ctx, ns); err != nil {
 		return fmt.Errorf("plug network of %s into %s: %w", id, ns, err)
 	}
@@ -432,7 +433,7 @@ func (d *Driver) Spawn(ctx context.Context, inst spec.Instance, plug PlugFunc) (
 			// The caller's context may be what failed; clean up regardless.
 			cctx := context.WithoutCancel(ctx)
 			if cerr := d.destroyLocked(cctx, inst.UUID); cerr != nil {
-				d.log.ErrorContext(ctx, "cleanup after failed spawn", "instance", inst.UUID, "error", cerr)
+				err = errors.Join(err, fmt.Errorf("clean up after failed spawn: %w", cerr))
 			}
 		}
 	}()
@@ -464,7 +465,7 @@ func (d *Driver) Spawn(ctx context.Context, inst spec.Instance, plug PlugFunc) (
 	if err := d.start(ctx, ctSpec.Name); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst.UUID, err)
 	}
-	d.log.InfoContext(ctx, "instance spawned", "instance", inst.UUID, "image", inst.Image, "netns", ns, "lxcfs", opts.LXCFSDir != "")
+	d.log.DebugContext(ctx, "instance spawned", "instance", inst.UUID, "image", inst.Image, "netns", ns, "lxcfs", opts.LXCFSDir != "")
 	return nil
 }
 

@@ -167,6 +167,6 @@ func (d *Driver) restartAfterGuestReboot(ctx context.Context, id string) error {
 	if running(c) || c.State == nil || c.State.ExitCode != spec.ExitReboot {
 		return nil
 	}
-	d.log.InfoContext(ctx, "guest rebooted itself; starting it again", "instance", id)
+	d.log.DebugContext(ctx, "guest rebooted itself; starting it again", "instance", id)
 	return d.powerOnLocked(ctx, id, nil)
 }
