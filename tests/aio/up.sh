@@ -76,9 +76,11 @@ ensure_service() {
 	date -u '+%F %T' >"$AIO_RUN/$name.started"
 	start_bg "$name" "$@"
 	echo "$sum" >"$AIO_RUN/$name.conf.sum"
-	STARTED+=("$name")
+	# A file, not an array: some services start from runpar's subshells.
+	echo "$name" >>"$STARTED_LIST"
 }
-STARTED=()
+STARTED_LIST=$AIO_RUN/.started-this-run
+: >"$STARTED_LIST"
 
 # ---------------------------------------------------------------- MariaDB
 phase_mariadb() {
@@ -162,13 +164,25 @@ memcache_servers = 127.0.0.1:11211
 EOF
 }
 ks_manage() { keystone-manage --config-file "$AIO_ETC/keystone/keystone.conf" "$@"; }
+# fernet_keys DIR writes a fresh key repository (staged key 0, primary key 1): what
+# "keystone-manage fernet_setup/credential_setup" do, minus two Python start-ups.
+fernet_keys() {
+	local k
+	[[ -f $1/0 ]] && return 0
+	for k in 0 1; do
+		head -c 32 /dev/urandom | base64 | tr '+/' '-_' >"$1/$k"
+		chmod 0600 "$1/$k"
+	done
+}
+# phase_keystone syncs, bootstraps, starts and registers keystone; it runs beside
+# the other services' db syncs (runpar).
 phase_keystone() {
 	if [[ ! -f $AIO_STATE/keystone.synced ]]; then
-		say "keystone: db_sync, fernet keys, bootstrap"
+		say "keystone: db_sync, bootstrap"
+		fernet_keys "$NCA_AIO_DIR/keystone/fernet-keys"
+		fernet_keys "$NCA_AIO_DIR/keystone/credential-keys"
 		{
 			ks_manage db_sync &&
-				ks_manage fernet_setup --keystone-user root --keystone-group root &&
-				ks_manage credential_setup --keystone-user root --keystone-group root &&
 				ks_manage bootstrap --bootstrap-password "$AIO_ADMIN_PASS" \
 					--bootstrap-admin-url http://127.0.0.1:5000/v3/ \
 					--bootstrap-internal-url http://127.0.0.1:5000/v3/ \
@@ -180,13 +194,14 @@ phase_keystone() {
 	# shellcheck disable=SC2046
 	ensure_service keystone 5000 "$AIO_ETC/keystone/keystone.conf" -- \
 		env OS_KEYSTONE_CONFIG_DIR="$AIO_ETC/keystone" $(uwsgi_cmd 5000 /usr/bin/keystone-wsgi-public)
+	phase_register
 }
 
 phase_register() {
 	local sum
 	sum=$(conf_sum "$AIO_SRC/register.py")
 	if [[ $(cat "$AIO_STATE/keystone.registered" 2>/dev/null) == "$sum" ]]; then return 0; fi
-	wait_for keystone 90 http_up http://127.0.0.1:5000/v3
+	wait_for keystone 180 http_up http://127.0.0.1:5000/v3
 	say "keystone: registering projects, users, services, endpoints"
 	AIO_PASS=$AIO_PASS AIO_ADMIN_PASS=$AIO_ADMIN_PASS AIO_DEMO_PASS=$AIO_DEMO_PASS AIO_REGION=$AIO_REGION \
 		$PY "$AIO_SRC/register.py" >>"$AIO_LOG/register.log" 2>&1 || die "keystone registration" register
@@ -301,10 +316,12 @@ nova_manage() { nova-manage --config-file "$AIO_ETC/nova/nova.conf" "$@"; }
 phase_nova_sync() {
 	[[ -f $AIO_STATE/nova.synced ]] && return 0
 	{
-		# Each nova-manage run costs seconds of imports: simple_cell_setup maps
-		# cell0 and creates cell1 in one (cell0's URL is derived: ..._cell0).
+		# Not simple_cell_setup: it also discovers hosts, which needs the cell
+		# database synced first. create_cell exits 2 when cell1 already exists
+		# (an earlier run that died before the marker). db sync covers cell0 too.
 		nova_manage api_db sync &&
-			nova_manage cell_v2 simple_cell_setup &&
+			nova_manage cell_v2 map_cell0 --database_connection "$(dburl nova nova_cell0)" &&
+			{ nova_manage cell_v2 create_cell --name=cell1 --verbose || [[ $? == 2 ]]; } &&
 			nova_manage db sync
 	} >>"$AIO_LOG/nova-manage.log" 2>&1 || return 1
 	touch "$AIO_STATE/nova.synced"
@@ -376,10 +393,17 @@ phase_ovs() {
 		return 0
 	fi
 	say "openvswitch: starting (ovs-ctl, userspace datapath only)"
-	/usr/share/openvswitch/scripts/ovs-ctl start --system-id=random --no-monitor >>"$AIO_LOG/openvswitch.log" 2>&1 ||
-		/usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >>"$AIO_LOG/openvswitch.log" 2>&1 ||
-		die "ovs-ctl start" openvswitch
+	local ctl=/usr/share/openvswitch/scripts/ovs-ctl
 	echo owned >"$AIO_RUN/openvswitch.owned"
+	if ! $ctl start --system-id=random >>"$AIO_LOG/openvswitch.log" 2>&1; then
+		# ovs-ctl refuses to start ovs-vswitchd when "modprobe openvswitch" fails;
+		# we only use the userspace (netdev) datapath, so start it without the module.
+		say "openvswitch: ovs-ctl start failed (kernel module?): starting ovs-vswitchd for the userspace datapath only"
+		$ctl start --system-id=random --no-ovs-vswitchd >>"$AIO_LOG/openvswitch.log" 2>&1 || die "ovs-ctl start ovsdb-server" openvswitch
+		ovs-vswitchd unix:/var/run/openvswitch/db.sock --pidfile=/var/run/openvswitch/ovs-vswitchd.pid \
+			--detach --no-chdir --log-file=/var/log/openvswitch/ovs-vswitchd.log >>"$AIO_LOG/openvswitch.log" 2>&1 ||
+			die "ovs-vswitchd" openvswitch
+	fi
 	wait_for openvswitch 30 ovs-vsctl --timeout=3 show
 }
 
@@ -414,9 +438,9 @@ phase_docker() {
 		stop_owned dockerd 30
 	fi
 	[[ -s /etc/docker/daemon.json ]] || { mkdir -p /etc/docker && echo '{ "live-restore": true }' >/etc/docker/daemon.json; }
-	if [[ ! -S /run/containerd/containerd.sock ]]; then
+	if ! ctr version >/dev/null 2>&1; then
 		ensure_service containerd - -- /usr/sbin/containerd
-		wait_for containerd 30 test -S /run/containerd/containerd.sock
+		wait_for containerd 30 ctr version
 	fi
 	ensure_service dockerd - /etc/docker/daemon.json -- /usr/sbin/dockerd --containerd=/run/containerd/containerd.sock
 	wait_for dockerd 60 docker info
@@ -520,7 +544,13 @@ runpar() {
 		pids+=($!) names+=("${i%%:*}")
 	done
 	for i in "${!pids[@]}"; do
-		wait "${pids[$i]}" || die "${names[$i]} failed" "${names[$i]}"
+		if ! wait "${pids[$i]}"; then
+			local p
+			for p in "${pids[@]}"; do pkill -P "$p" 2>/dev/null || true; done
+			kill "${pids[@]}" 2>/dev/null || true
+			wait 2>/dev/null || true
+			die "${names[$i]} failed" "${names[$i]}"
+		fi
 	done
 }
 
@@ -535,21 +565,20 @@ phase_glance_conf
 phase_placement_conf
 phase_nova_conf
 phase_neutron_conf
-phase_keystone
 if [[ ! -f $AIO_STATE/nova.synced || ! -f $AIO_STATE/neutron.synced || ! -f $AIO_STATE/glance.synced || ! -f $AIO_STATE/placement.synced ]]; then
 	say "databases: syncing glance, placement, nova, neutron (in parallel)"
 fi
-runpar register:phase_register glance-manage:phase_glance_sync placement-manage:phase_placement_sync \
+runpar keystone:phase_keystone glance-manage:phase_glance_sync placement-manage:phase_placement_sync \
 	nova-manage:phase_nova_sync neutron-db-manage:phase_neutron_sync
 phase_glance
 phase_placement
 phase_nova
 phase_neutron
-wait_for keystone 90 http_up http://127.0.0.1:5000/v3
-wait_for glance-api 60 http_up http://127.0.0.1:9292/
-wait_for placement 60 http_up http://127.0.0.1:8778/
-wait_for nova-api 90 http_up http://127.0.0.1:8774/
-wait_for neutron-server 120 http_up http://127.0.0.1:9696/
+wait_for keystone 180 http_up http://127.0.0.1:5000/v3
+wait_for glance-api 180 http_up http://127.0.0.1:9292/
+wait_for placement 180 http_up http://127.0.0.1:8778/
+wait_for nova-api 180 http_up http://127.0.0.1:8774/
+wait_for neutron-server 240 http_up http://127.0.0.1:9696/
 # Conductor and scheduler have no port: they are ready once they have reported
 # (nova's first report comes 5 s after the RPC server started) since we started them.
 svc_row() {
@@ -557,7 +586,8 @@ svc_row() {
 	since=$(cat "$AIO_RUN/$1.started" 2>/dev/null || echo 1970-01-01)
 	[[ $(mariadb -N nova -e "SELECT COUNT(*) FROM services WHERE \`binary\`='$1' AND deleted=0 AND host='$(hostname)' AND updated_at >= '$since'") -ge 1 ]]
 }
-wait_for nova-conductor 90 svc_row nova-conductor
-wait_for nova-scheduler 90 svc_row nova-scheduler
+wait_for nova-conductor 180 svc_row nova-conductor
+wait_for nova-scheduler 180 svc_row nova-scheduler
 write_outputs
-say "up: ${#STARTED[@]} started${STARTED:+ (${STARTED[*]})}; files in $NCA_AIO_DIR: admin-openrc demo-openrc agent.conf openvswitch_agent.ini env"
+mapfile -t started <"$STARTED_LIST"
+say "up: ${#started[@]} started${started:+ (${started[*]})}; files in $NCA_AIO_DIR: admin-openrc demo-openrc agent.conf openvswitch_agent.ini env"
