@@ -462,7 +462,7 @@ func waitEvent(t testing.TB, ch <-chan driver.Event, id string, kind driver.Even
 func BenchmarkSpawnToRunning(b *testing.B) {
 	e := newReal(b)
 	ctx := context.Background()
-	var total time.Duration
+	var total, api time.Duration
 	var rss, usage float64
 	for i := 0; i < b.N; i++ {
 		id := uuid.NewString()
@@ -471,6 +471,8 @@ func BenchmarkSpawnToRunning(b *testing.B) {
 		if err := e.d.Spawn(ctx, realInst(id, 1, 512), nil); err != nil {
 			b.Fatal(err)
 		}
+		spawned := time.Since(start)
+		api += spawned
 		state, _ := waitRunning(b, name)
 		took := time.Since(start)
 		if !isRunning(state) {
@@ -483,13 +485,14 @@ func BenchmarkSpawnToRunning(b *testing.B) {
 			b.Fatal(err)
 		}
 		rss += float64(dg.MemoryBytes) / (1 << 20)
-		usage += float64(dg.MemoryBytes+dg.MemoryCache) / (1 << 20)
-		fmt.Printf("instance %d: spawn→running %v, idle memory %.1f MiB (+%.1f MiB cache)\n", i, took.Round(time.Millisecond), float64(dg.MemoryBytes)/(1<<20), float64(dg.MemoryCache)/(1<<20))
+		usage += float64(dg.MemoryCache) / (1 << 20)
+		fmt.Printf("instance %d: Spawn returned %v, spawn→running %v, idle memory %.1f MiB (docker stats), page cache %.1f MiB\n", i, spawned.Round(time.Millisecond), took.Round(time.Millisecond), float64(dg.MemoryBytes)/(1<<20), float64(dg.MemoryCache)/(1<<20))
 		if err := e.d.Destroy(ctx, id); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(total.Seconds()/float64(b.N), "s-to-running")
+	b.ReportMetric(api.Seconds()/float64(b.N), "s-spawn-call")
 	b.ReportMetric(rss/float64(b.N), "MiB-idle")
-	b.ReportMetric(usage/float64(b.N), "MiB-idle-incl-cache")
+	b.ReportMetric(usage/float64(b.N), "MiB-page-cache")
 }

@@ -508,7 +508,7 @@ func TestDiagnostics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dg.MemoryLimit != 256<<20 || dg.MemoryBytes != 10<<20 || dg.CPUTimeNs == 0 {
+	if dg.MemoryLimit != 256<<20 || dg.MemoryBytes != 10<<20 || dg.MemoryCache != 3<<20 || dg.CPUTimeNs == 0 {
 		t.Errorf("diagnostics %+v", dg)
 	}
 	if len(dg.NICs) != 1 || dg.NICs[0] != (driver.NICStats{Name: "eth0", RxBytes: 1500, RxPackets: 10, RxErrors: 1, RxDrop: 2, TxBytes: 900, TxPackets: 7, TxDrop: 3}) {

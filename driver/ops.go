@@ -355,9 +355,9 @@ func (d *Driver) ConsoleLog(ctx context.Context, id string, lines int) (string, 
 type Diagnostics struct {
 	CPUTimeNs   uint64
 	PerCPUNs    []uint64
-	MemoryBytes uint64 // usage minus page cache, as docker stats shows
+	MemoryBytes uint64 // usage minus inactive page cache, as docker stats shows
 	MemoryLimit uint64
-	MemoryCache uint64
+	MemoryCache uint64 // page cache charged to the instance (total_cache on v1)
 	Pids        uint64
 	NICs        []NICStats
 }
@@ -391,16 +391,21 @@ func (d *Driver) Diagnostics(ctx context.Context, id string) (Diagnostics, error
 		MemoryLimit: s.MemoryStats.Limit,
 		Pids:        s.PidsStats.Current,
 	}
-	// What docker stats subtracts: "cache" on cgroup v1, "inactive_file"
-	// on v2 (which has no "cache" key).
-	cache, ok := s.MemoryStats.Stats["cache"]
+	// docker stats shows usage minus inactive page cache. systemd puts
+	// every process in a child cgroup, so on v1 only the hierarchical
+	// total_* counters see them (the plain "cache" of the container's own
+	// cgroup stays 0); v2 counters are hierarchical and unprefixed.
+	st := s.MemoryStats.Stats
+	inactive, ok := st["total_inactive_file"]
 	if !ok {
-		cache = s.MemoryStats.Stats["inactive_file"]
+		inactive = st["inactive_file"]
 	}
-	out.MemoryCache = cache
+	if out.MemoryCache, ok = st["total_cache"]; !ok {
+		out.MemoryCache = st["file"]
+	}
 	out.MemoryBytes = s.MemoryStats.Usage
-	if cache < out.MemoryBytes {
-		out.MemoryBytes -= cache
+	if inactive < out.MemoryBytes {
+		out.MemoryBytes -= inactive
 	}
 	if sbc, err := d.inspect(ctx, sb); err == nil && running(sbc) {
 		data, err := os.ReadFile(filepath.Join(d.procRoot, strconv.Itoa(sbc.State.Pid), "net", "dev"))

@@ -693,7 +693,7 @@ func (f *Fake) ContainerStats(ctx context.Context, ref string, o client.Containe
 	if c.state.Running {
 		c.cpuNs += 1_000_000
 		s.CPUStats.CPUUsage.TotalUsage = c.cpuNs
-		s.MemoryStats = container.MemoryStats{Usage: 12 << 20, Limit: limit, Stats: map[string]uint64{"cache": 2 << 20, "total_inactive_file": 1 << 20}}
+		s.MemoryStats = container.MemoryStats{Usage: 12 << 20, Limit: limit, Stats: map[string]uint64{"cache": 0, "total_cache": 3 << 20, "total_inactive_file": 2 << 20}}
 		s.PidsStats.Current = 7
 	}
 	body, err := json.Marshal(s)
