@@ -102,7 +102,7 @@ func TestReadMatchesRaw(t *testing.T) {
 	needQemuImg(t)
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
-	want := makeRaw(t, raw, 8<<20+512*7)
+	want := makeRaw(t, raw, 3<<20+512*7)
 	cases := []struct {
 		name string
 		args []string
