@@ -7,5 +7,5 @@ import (
 )
 
 func flateWriter(w io.Writer) (io.WriteCloser, error) {
-	return flate.NewWriter(w, flate.BestCompression)
+	return flate.NewWriter(w, flate.BestSpeed)
 }
