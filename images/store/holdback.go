@@ -7,8 +7,8 @@ import "io"
 // with a wide margin for padding other writers may add.
 const holdbackSize = 64 << 10
 
-// holdbackWriter forwards everything but the last holdbackSize bytes written to
-// it. Only Release sends the tail. If the checksum of the download turns out
+// holdbackWriter forwards everything but (at least) the last holdbackSize bytes
+// written to it. Only Release sends the tail. If the checksum of the download turns out
 // wrong, the tail is never sent, so Docker never sees a complete archive and
 // cannot commit a layer built from unverified bytes — whatever it does with a
 // request body that ends in an error.
@@ -21,7 +21,9 @@ func newHoldback(w io.Writer) *holdbackWriter {
 	return &holdbackWriter{w: w, buf: make([]byte, 0, 2*holdbackSize)}
 }
 
-// Write implements io.Writer.
+// Write implements io.Writer. Small writes (tar headers are 512 bytes) only
+// append; the buffer is flushed down to holdbackSize once it holds twice that,
+// so the tail is moved once per holdbackSize bytes written, not once per Write.
 func (h *holdbackWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	if len(p) >= holdbackSize {
@@ -38,7 +40,8 @@ func (h *holdbackWriter) Write(p []byte) (int, error) {
 		return n, nil
 	}
 	h.buf = append(h.buf, p...)
-	if over := len(h.buf) - holdbackSize; over > 0 {
+	if len(h.buf) >= 2*holdbackSize {
+		over := len(h.buf) - holdbackSize
 		if _, err := h.w.Write(h.buf[:over]); err != nil {
 			return 0, err
 		}

@@ -100,8 +100,8 @@ func TestHoldbackWithholdsTail(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if out.Len() != len(data)-holdbackSize || !bytes.Equal(out.Bytes(), data[:out.Len()]) {
-			t.Errorf("chunk %d: %d bytes forwarded before Release, want %d", chunk, out.Len(), len(data)-holdbackSize)
+		if out.Len() > len(data)-holdbackSize || out.Len() < len(data)-2*holdbackSize || !bytes.Equal(out.Bytes(), data[:out.Len()]) {
+			t.Errorf("chunk %d: %d bytes forwarded before Release, want between %d and %d", chunk, out.Len(), len(data)-2*holdbackSize, len(data)-holdbackSize)
 		}
 		if err := h.Release(); err != nil {
 			t.Fatal(err)
@@ -115,6 +115,15 @@ func TestHoldbackWithholdsTail(t *testing.T) {
 	h.Write([]byte("short"))
 	if out.Len() != 0 {
 		t.Errorf("a stream shorter than the holdback leaked %d bytes", out.Len())
+	}
+}
+
+func BenchmarkHoldback512(b *testing.B) {
+	p := make([]byte, 512)
+	h := newHoldback(io.Discard)
+	b.SetBytes(512)
+	for b.Loop() {
+		h.Write(p)
 	}
 }
 

@@ -3,6 +3,8 @@
 #   ours  images.Convert streamed into the Engine API (tests/bench/imgconvert,
 #         the code path of `nova-container-agent image convert`); no root needed
 #         on the read side, no temp files, no mount.
+#   ours/Ensure  the same through store.Ensure, FILE standing in for the Glance
+#         download: spool file + sha512 verification + holdback (what the agent does).
 #   (a)   baseline of images.md §3: qemu-img convert -O raw, losetup -o (partition
 #         offset), mount -o ro, tar --xattrs | docker import.
 #   (b)   docker import of a ready tar of the same tree (the rootfs the disk was
@@ -101,6 +103,10 @@ for fl in "${flavors[@]}"; do
 		measure "$name" ours reader-only "" -- "$WORK/imgconvert" -null "$q" || true
 		measure "$name" ours "convert+import" "nca-bench/ours:$name" -- "$WORK/imgconvert" "$q" "nca-bench/ours:$name" || true
 		docker rmi "nca-bench/ours:$name" >/dev/null 2>&1 || true
+		sum=$(sha512sum "$q" | cut -d' ' -f1) # Glance's job, not timed
+		eid=00000000-0000-4000-8000-0000000000$(printf %02d $RANDOM | cut -c1-2)
+		measure "$name" "ours/Ensure" "spool+verify+imp" "nca-bench/$eid:$sum" -- env SPOOL_DIR="$WORK" "$WORK/imgconvert" -ensure "$sum" -prefix nca-bench "$q" "$eid" || true
+		docker rmi "nca-bench/$eid:$sum" >/dev/null 2>&1 || true
 
 		measure "$name" "(a) loop" "qemu-img convert" "" -- qemu-img convert -O raw "$q" "$WORK/disk.raw"
 		read -r off sz < <(root_part "$WORK/disk.raw")
