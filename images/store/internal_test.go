@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
 	"errors"
 	"io"
 	"strings"
@@ -168,5 +169,29 @@ func TestReadImportID(t *testing.T) {
 	}
 	if _, err := readImportID(strings.NewReader(`not json`)); err == nil {
 		t.Error("readImportID(garbage) succeeded")
+	}
+}
+
+// BenchmarkSpool measures what spooling costs per byte of image: copy into the
+// spool file, sha512, and reading every byte back through ReadAt.
+func BenchmarkSpool(b *testing.B) {
+	data := bytes.Repeat([]byte("qcow2-cluster-data"), (64<<20)/18)
+	dir := b.TempDir()
+	buf := make([]byte, 64<<10)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		sp, err := newSpool(context.Background(), dir, io.NopCloser(bytes.NewReader(data)), int64(len(data)), sha512.New())
+		if err != nil {
+			b.Fatal(err)
+		}
+		for off := int64(0); off < int64(len(data)); off += int64(len(buf)) {
+			if _, err := sp.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+				b.Fatal(err)
+			}
+		}
+		if _, err := sp.wait(); err != nil {
+			b.Fatal(err)
+		}
+		sp.Close()
 	}
 }
