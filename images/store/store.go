@@ -212,6 +212,9 @@ func (s *Store) convert(ctx context.Context, imageID string, sum Checksum, open 
 	if err != nil {
 		return imageErr(imageID, ErrDownload, err)
 	}
+	if body == nil {
+		return imageErr(imageID, ErrDownload, errors.New("image source returned no body"))
+	}
 	sp, err := newSpool(ctx, s.opt.SpoolDir, body, size, h)
 	if err != nil {
 		return imageErr(imageID, ErrDownload, err)
