@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,6 +94,13 @@ func buildTree(t *testing.T, dir string, many int) {
 	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o620); err != nil {
 		t.Fatal(err)
 	}
+	// A socket: tar cannot store it (GNU tar says "socket ignored"), so neither layer has it.
+	l, err := net.Listen("unix", filepath.Join(dir, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
 	// Many small files in one directory (htree-indexed by mke2fs).
 	for i := range many {
 		write(t, filepath.Join(dir, "many", fmt.Sprintf("file-%05d", i)), []byte(fmt.Sprint(i)), 0o644)
@@ -174,6 +182,9 @@ func TestConvertFaithful(t *testing.T) {
 			tartest.MkfsExt4(t, src, part, 64<<20, fv.args...)
 			// Unwritten extents inside the sparse file's size: must read as zeros (the source has
 			// a hole there). ext2/3 have no extents.
+			// mke2fs -d stores whole seconds; put the source's nanoseconds into the inode so the
+			// converter's nanosecond mtimes are checked (mtime_extra = nsec<<2 | epoch bits).
+			tartest.Run(t, "debugfs", "-w", "-R", fmt.Sprintf("sif /small mtime_extra %#x", 123456789<<2), part)
 			if fv.name != "ext2" && fv.name != "ext3" {
 				bs := int64(4096)
 				if strings.Contains(fv.name, "1k") {
@@ -227,6 +238,12 @@ func TestConvertFaithful(t *testing.T) {
 						}
 						for _, d := range tartest.Compare(want, got, opts) {
 							t.Error(d)
+						}
+						if mt := got["small"].ModTime; !mt.Equal(time.Unix(1700000000, 123456789)) {
+							t.Errorf("small: mtime %s, want 1700000000.123456789", mt.Format(time.RFC3339Nano))
+						}
+						if res.Stats.SocketsSkipped != 1 {
+							t.Errorf("sockets skipped: %d, want 1", res.Stats.SocketsSkipped)
 						}
 						if res.OS.OSID != "debian" || res.Filesystem == "" {
 							t.Errorf("result %+v", res)
