@@ -64,6 +64,12 @@ func newReal(t testing.TB) *realEnv {
 		for _, in := range l {
 			_ = d.Destroy(context.Background(), in.UUID)
 		}
+		// The shared test parent root; rmdir fails harmlessly while
+		// another run still has instances under it.
+		ents, _ := os.ReadDir("/sys/fs/cgroup")
+		for _, c := range ents {
+			_ = os.Remove(filepath.Join("/sys/fs/cgroup", c.Name(), "nca-test"))
+		}
 	})
 	return e
 }
