@@ -292,7 +292,7 @@ func (s *Server) devicesDetails(_ context.Context, req *rpc.Request) (any, error
 			"admin_state_up": p.AdminStateUp, "network_type": p.NetworkType, "segmentation_id": seg,
 			"physical_network": p.PhysicalNetwork, "mtu": p.MTU, "fixed_ips": fixed,
 			"device_owner": p.DeviceOwner, "allowed_address_pairs": []any{}, "port_security_enabled": true,
-			"qos_policy_id": nil, "network_qos_policy_id": nil, "profile": map[string]any{},
+			"qos_policy_id": nil, "qos_network_policy_id": nil, "profile": map[string]any{},
 			"propagate_uplink_status": false,
 		})
 		if p.AdminStateUp {
