@@ -270,6 +270,15 @@ func TestRealLifecycle(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(parent, "memory.limit_in_bytes")); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(512<<20) {
 		t.Errorf("parent limit after the guest's raise attempt: %q %v", b, err)
 	}
+	leaf, _ := dexec(t, name, 10*time.Second, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+	t.Logf("guest's own memory.limit_in_bytes after its raise attempt: %s (the parent still says 512 MiB)", leaf)
+	// 700 MiB in one process: the parent's limit must OOM-kill it.
+	if out, err := dexec(t, name, 60*time.Second, "sh", "-c", "head -c 700M /dev/zero | tail > /dev/null"); err == nil {
+		t.Errorf("a 700 MiB allocation succeeded in a 512 MiB instance: %s", out)
+	}
+	if st, _ := e.d.GetState(ctx, id); st.Power != spec.Running {
+		t.Errorf("instance died from an in-guest OOM: %+v", st)
+	}
 
 	// In-guest reboot: container restarted by the driver, same netns.
 	sbNS, err := e.d.SandboxNetNS(ctx, id)
