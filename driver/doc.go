@@ -96,7 +96,8 @@
 //	cli, _ := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
 //	d, err := driver.New(ctx, cli)
 //	err = d.Spawn(ctx, inst, func(ctx context.Context, netns string) error {
-//		return vif.Plug(ctx, netns, ports) // the port-plugging package
+//		_, err := plumber.Plug(ctx, netns, plan) // driver/vif
+//		return err
 //	})
 //	go d.Watch(ctx, func(ev driver.Event) { syncPowerState(ev) })
 package driver
