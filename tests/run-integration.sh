@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs the integration tier against the running all-in-one (tests/aio/up.sh):
+#   0. tests/aio/smoke.sh (skip with NCA_SKIP_AIO_SMOKE=1);
 #   1. `go test -tags integration -count=1` on every package that has
 #      *_integration_test.go files, one result per package;
 #   2. every tests/e2e/*.sh script, in name order, one result per script.
@@ -27,6 +28,14 @@ result() { # NAME RC
 		echo "FAIL $1 (exit $2)"
 	fi
 }
+
+# The control plane itself, with the reference compute (fake-compute.sh): the
+# comparisons in the suites below are only meaningful if this passes.
+if [[ ${NCA_SKIP_AIO_SMOKE:-0} != 1 ]]; then
+	echo "=== tests/aio/smoke.sh"
+	tests/aio/smoke.sh
+	result "aio:smoke" $?
+fi
 
 # Packages with integration tests: directories holding a *_integration_test.go.
 mapfile -t pkgs < <(git ls-files --cached --others --exclude-standard -- '*_integration_test.go' |
