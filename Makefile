@@ -28,9 +28,9 @@ test: unit fuzz test-integration ## everything CI runs
 aio-up: ## start the all-in-one control plane (idempotent)
 	tests/aio/up.sh
 
-aio-down: ## stop the agent and what aio-up started
+aio-down: ## stop the agent and what aio-up started (PURGE=1: also drop its databases and state)
 	tests/agent.sh stop
-	tests/aio/down.sh
+	tests/aio/down.sh $(if $(PURGE),--purge)
 
 demo: build ## the all-in-one demo: control plane, agent, a booted instance
 	tests/demo.sh

@@ -24,10 +24,11 @@ PKGS=(
 )
 
 mkdir -p "$AIO_LOG" "$AIO_RUN"
+# One dpkg-query for all: a re-run of up.sh should take seconds.
+declare -A have=()
+while read -r p st; do [[ $st == installed ]] && have[$p]=1; done < <(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${PKGS[@]}" 2>/dev/null || true)
 missing=()
-for p in "${PKGS[@]}"; do
-	dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
-done
+for p in "${PKGS[@]}"; do [[ -n ${have[$p]:-} ]] || missing+=("$p"); done
 if ((${#missing[@]} == 0)); then
 	say "packages: all ${#PKGS[@]} installed"
 	exit 0
