@@ -17,6 +17,10 @@ case ${1:-} in
 *) die "usage: $0 [--purge]" ;;
 esac
 
+mkdir -p "$AIO_RUN"
+exec 9>"$AIO_RUN/lock"
+flock 9
+
 # Fake computes first: they are clients of everything below.
 for f in "$AIO_RUN"/fake-compute-*.pid "$AIO_RUN"/fake-ovs-agent-*.pid; do
 	[[ -e $f ]] || continue

@@ -61,7 +61,8 @@ start_bg() {
 	shift
 	mkdir -p "$AIO_LOG" "$AIO_RUN"
 	printf '\n===== %s starting: %s\n' "$(date -Is)" "$*" >>"$AIO_LOG/$name.log"
-	setsid "$@" >>"$AIO_LOG/$name.log" 2>&1 </dev/null &
+	# 9>&-: fd 9 is up.sh's lock; a daemon inheriting it would hold it forever.
+	setsid "$@" >>"$AIO_LOG/$name.log" 2>&1 </dev/null 9>&- &
 	record_pid "$name" $!
 }
 

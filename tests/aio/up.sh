@@ -19,6 +19,10 @@ AIO_SRC=$PWD
 [[ $(id -u) == 0 ]] || die "must run as root"
 mkdir -p "$AIO_LOG" "$AIO_RUN" "$AIO_ETC" "$AIO_STATE" "$NCA_AIO_DIR"
 chmod 0700 "$NCA_AIO_DIR"
+# Teammates and CI may run `make aio-up` concurrently: the second waits, then
+# finds everything up.
+exec 9>"$AIO_RUN/lock"
+flock 9
 
 ./install.sh
 
@@ -27,8 +31,8 @@ DB="mysql+pymysql://%s:$AIO_PASS@127.0.0.1/%s?charset=utf8"
 # dburl USER DB prints a SQLAlchemy URL for a service database.
 dburl() { printf "$DB" "$1" "$2"; }
 
-# ks_auth_section prints keystone password-auth options for a service user, the
-# way nova and neutron read them from [keystone_authtoken], [placement], etc.
+# ks_auth USER prints keystone password-auth options for a service user, the way
+# nova and neutron read them from [keystone_authtoken], [placement], etc.
 ks_auth() {
 	cat <<EOF
 auth_url = http://127.0.0.1:5000/v3
@@ -170,7 +174,7 @@ fernet_keys() {
 	local k
 	[[ -f $1/0 ]] && return 0
 	for k in 0 1; do
-		head -c 32 /dev/urandom | base64 | tr '+/' '-_' >"$1/$k"
+		head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '\n' >"$1/$k"
 		chmod 0600 "$1/$k"
 	done
 }
@@ -395,13 +399,13 @@ phase_ovs() {
 	say "openvswitch: starting (ovs-ctl, userspace datapath only)"
 	local ctl=/usr/share/openvswitch/scripts/ovs-ctl
 	echo owned >"$AIO_RUN/openvswitch.owned"
-	if ! $ctl start --system-id=random >>"$AIO_LOG/openvswitch.log" 2>&1; then
+	if ! $ctl start --system-id=random >>"$AIO_LOG/openvswitch.log" 2>&1 9>&-; then
 		# ovs-ctl refuses to start ovs-vswitchd when "modprobe openvswitch" fails;
 		# we only use the userspace (netdev) datapath, so start it without the module.
 		say "openvswitch: ovs-ctl start failed (kernel module?): starting ovs-vswitchd for the userspace datapath only"
-		$ctl start --system-id=random --no-ovs-vswitchd >>"$AIO_LOG/openvswitch.log" 2>&1 || die "ovs-ctl start ovsdb-server" openvswitch
+		$ctl start --system-id=random --no-ovs-vswitchd >>"$AIO_LOG/openvswitch.log" 2>&1 9>&- || die "ovs-ctl start ovsdb-server" openvswitch
 		ovs-vswitchd unix:/var/run/openvswitch/db.sock --pidfile=/var/run/openvswitch/ovs-vswitchd.pid \
-			--detach --no-chdir --log-file=/var/log/openvswitch/ovs-vswitchd.log >>"$AIO_LOG/openvswitch.log" 2>&1 ||
+			--detach --no-chdir --log-file=/var/log/openvswitch/ovs-vswitchd.log >>"$AIO_LOG/openvswitch.log" 2>&1 9>&- ||
 			die "ovs-vswitchd" openvswitch
 	fi
 	wait_for openvswitch 30 ovs-vsctl --timeout=3 show
