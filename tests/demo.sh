@@ -30,8 +30,8 @@ say "building the agent"
 make -s build
 
 say "test image (debootstrap'ed Debian 12, compressed QCOW2; cached)"
-bash tests/images/build.sh small
 QCOW=${NCA_IMAGES_DIR:-/var/cache/nca/images}/debian12-small-mbr-c.qcow2
+[[ -s $QCOW ]] || bash tests/images/build.sh small
 [[ -s $QCOW ]] || die "image $QCOW was not built"
 if ! openstack image show "$IMAGE" >/dev/null 2>&1; then
 	say "uploading $QCOW to Glance as $IMAGE"
