@@ -416,7 +416,10 @@ func (t *tree) entry(hdr *tar.Header, rel string, body io.Reader, mode mergeMode
 		}
 		st.Dirs++
 		t.dirTimes = append(t.dirTimes, dirTime{rel, hdr.AccessTime, hdr.ModTime})
-		return true, t.meta(dfd, base, hdr, false)
+		if err := t.meta(dfd, base, hdr, false); err != nil {
+			return false, err
+		}
+		return true, t.xattrs(dfd, base, hdr, st)
 	case tar.TypeReg:
 		n, err := writeFile(dfd, base, body, hdr.Size, buf)
 		if err != nil {
@@ -434,7 +437,10 @@ func (t *tree) entry(hdr *tar.Header, rel string, body io.Reader, mode mergeMode
 			st.LongSymlns++
 			st.Blocks4K++
 		}
-		return true, t.meta(dfd, base, hdr, true)
+		if err := t.meta(dfd, base, hdr, true); err != nil {
+			return false, err
+		}
+		return true, t.xattrs(dfd, base, hdr, st)
 	case tar.TypeLink:
 		target, err := cleanName(hdr.Linkname)
 		if err != nil || target == "" {
@@ -468,10 +474,11 @@ func (t *tree) entry(hdr *tar.Header, rel string, body io.Reader, mode mergeMode
 		}
 		st.Devices++
 	}
-	if err := t.xattrs(dfd, base, hdr, st); err != nil {
+	// xattrs go last: chown(2) drops security.capability (and setuid bits, hence chmod after it).
+	if err := t.meta(dfd, base, hdr, false); err != nil {
 		return false, err
 	}
-	return true, t.meta(dfd, base, hdr, false)
+	return true, t.xattrs(dfd, base, hdr, st)
 }
 
 // writeFile creates base and copies size bytes into it, leaving all-zero blocks as holes (a

@@ -175,10 +175,13 @@ func UnfilterFstab(b []byte) (out []byte, restored int, ok bool) {
 	return []byte(sb.String()), restored, mountsRoot(sb.String())
 }
 
-func mountsRoot(fstab string) bool {
+func mountsRoot(fstab string) bool { return mounts(fstab, "/") }
+
+// mounts reports whether fstab has an active line for mount point mnt.
+func mounts(fstab, mnt string) bool {
 	for line := range strings.Lines(fstab) {
 		f := strings.Fields(line)
-		if len(f) >= 2 && !strings.HasPrefix(f[0], "#") && f[1] == "/" {
+		if len(f) >= 2 && !strings.HasPrefix(f[0], "#") && f[1] == mnt {
 			return true
 		}
 	}
@@ -316,8 +319,12 @@ func (t *tree) readlink(rel string) (string, bool, error) {
 	return string(buf[:n]), true, nil
 }
 
-// hasKernel reports whether the tree's /boot holds a kernel image.
+// hasKernel reports whether the tree's /boot holds a kernel image, or fstab mounts /boot from
+// a partition (copied from the original with the rest of the disk outside the root).
 func hasKernel(t *tree) bool {
+	if b, err := t.readFile("etc/fstab", 1<<20); err == nil && mounts(string(b), "/boot") {
+		return true
+	}
 	names, err := t.readDir("boot")
 	if err != nil {
 		return false

@@ -280,8 +280,8 @@ func (s *Staged) Build(ctx context.Context) (res *Result, err error) {
 		res.BootNote = "no boot loader: " + l.Note
 	case !bootCode && !hasRole(orig, disk.RoleEFI):
 		res.BootNote = "the original disk has no BIOS boot code and no EFI partition"
-	case !kernel && !hasRole(orig, disk.RoleBoot):
-		res.BootNote = "no kernel in /boot and no separate /boot partition"
+	case !kernel:
+		res.BootNote = "no kernel in /boot and no /boot mount in fstab"
 	default:
 		res.VMBootable = true
 		res.BootNote = "boot loader, kernel and modules of the original image; root filesystem UUID kept"

@@ -93,52 +93,91 @@ func exportOf(t testing.TB, original, dir string) string {
 }
 
 func build(t testing.TB, exportTar, original, work string) *snapshot.Result {
+	return buildWith(t, exportTar, original, work, snapshot.Options{})
+}
+
+func buildWith(t testing.TB, exportTar, original, work string, o snapshot.Options) *snapshot.Result {
 	t.Helper()
 	ex, err := os.Open(exportTar)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ex.Close()
-	of, err := os.Open(original)
-	if err != nil {
-		t.Fatal(err)
+	o.WorkDir = work
+	if original != "" {
+		of, err := os.Open(original)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer of.Close()
+		st, _ := of.Stat()
+		o.Original, o.OriginalSize = of, st.Size()
 	}
-	defer of.Close()
-	st, _ := of.Stat()
-	res, err := snapshot.Build(context.Background(), ex, snapshot.Options{WorkDir: work, Original: of, OriginalSize: st.Size()})
+	res, err := snapshot.Build(context.Background(), ex, o)
 	if err != nil {
 		t.Fatalf("snapshot.Build: %v", err)
 	}
 	return res
 }
 
-// runtimeOwned are Docker's bind-mount targets: the snapshot takes the original's copies.
+// runtimeOwned are Docker's bind-mount targets (the snapshot takes the original's copies) and
+// the root directory (a docker export has no entry for it).
 func runtimeOwned(n string) bool {
-	return n == "etc/hosts" || n == "etc/hostname" || n == "etc/resolv.conf"
+	return n == "." || n == "etc/hosts" || n == "etc/hostname" || n == "etc/resolv.conf"
 }
 
-func TestSnapshotRoundTripAndVMBoot(t *testing.T) {
-	original := filepath.Join(imagesDir(), "debian12-small-mbr-c.qcow2")
-	need(t, original)
-	dir := t.TempDir()
-	exportTar := exportOf(t, original, dir)
-	work := filepath.Join(dir, "work")
-	if err := os.Mkdir(work, 0o700); err != nil {
-		t.Fatal(err)
+// TestSnapshot builds snapshots of a container made from each original and converts them back;
+// the GPT image (BIOS boot + /boot + / partitions) is also booted as a VM. The MBR test image's
+// own grub.cfg points at /vmlinuz-<version> on the root filesystem, which does not exist
+// (tests/images/build.sh writes an empty prefix), so the original itself does not boot and
+// only its layout and round trip are checked here, grown to 3 GiB through sfdisk.
+func TestSnapshot(t *testing.T) {
+	gpt := filepath.Join(imagesDir(), "debian12-small-gpt-c.qcow2")
+	mbr := filepath.Join(imagesDir(), "debian12-small-mbr-c.qcow2")
+	cases := []struct {
+		name, original, source string
+		opts                   snapshot.Options
+		mode                   snapshot.LayoutMode
+		grow, bootable, boot   bool
+	}{
+		{name: "gpt original layout, booted", original: gpt, source: gpt, mode: snapshot.LayoutOriginal, bootable: true, boot: true},
+		{name: "mbr grown by flavor", original: mbr, source: mbr, opts: snapshot.Options{RootGB: 3, NoCompress: true}, mode: snapshot.LayoutOriginal, grow: true, bootable: true},
+		{name: "fresh without original", source: mbr, opts: snapshot.Options{NoCompress: true}, mode: snapshot.LayoutFresh},
 	}
-	res := build(t, exportTar, original, work)
-	t.Cleanup(func() { res.Cleanup() })
-	t.Logf("snapshot: %s qcow2 %d bytes, virtual %d, layout %s (%s), bootable %v (%s), stage %v, build %v",
-		res.Path, res.Size, res.VirtualSize, res.Layout.Mode, res.Layout.Note, res.VMBootable, res.BootNote, res.StageTime, res.BuildTime)
-	t.Logf("tree %+v; restored %+v; actions %q; warnings %q", res.Tree, res.Restored, res.Actions, res.Warnings)
-	if res.Layout.Mode != snapshot.LayoutOriginal || !res.VMBootable {
-		t.Fatalf("want the original layout and a bootable disk, got %s / %v (%s)", res.Layout.Mode, res.VMBootable, res.BootNote)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			need(t, c.source)
+			dir := t.TempDir()
+			exportTar := exportOf(t, c.source, dir)
+			work := filepath.Join(dir, "work")
+			if err := os.Mkdir(work, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			res := buildWith(t, exportTar, c.original, work, c.opts)
+			t.Cleanup(func() { res.Cleanup() })
+			t.Logf("snapshot: qcow2 %d bytes, virtual %d, layout %s (%s), bootable %v (%s), stage %v, build %v",
+				res.Size, res.VirtualSize, res.Layout.Mode, res.Layout.Note, res.VMBootable, res.BootNote, res.StageTime, res.BuildTime)
+			t.Logf("tree %+v; restored %+v; actions %q; warnings %q", res.Tree, res.Restored, res.Actions, res.Warnings)
+			if res.Layout.Mode != c.mode || res.Layout.Grow != c.grow || res.VMBootable != c.bootable {
+				t.Fatalf("layout %s grow %v bootable %v (%s), want %s %v %v", res.Layout.Mode, res.Layout.Grow, res.VMBootable, res.BootNote, c.mode, c.grow, c.bootable)
+			}
+			if c.original != "" && len(res.Actions) == 0 {
+				t.Fatal("no un-adaptation step taken: the converter's fstab filter and masks were expected")
+			}
+			if c.opts.RootGB > 0 && res.VirtualSize < int64(c.opts.RootGB)<<30 {
+				t.Errorf("virtual size %d below root_gb %d", res.VirtualSize, c.opts.RootGB)
+			}
+			roundTrip(t, exportTar, res)
+			if c.boot {
+				bootVM(t, res.Path, dir)
+			}
+		})
 	}
-	if len(res.Actions) == 0 {
-		t.Fatal("no un-adaptation step taken: the converter's fstab filter and masks were expected")
-	}
+}
 
-	// (a) the snapshot converts back into the same container tree
+// roundTrip converts the snapshot back with the project's converter and compares the tree with
+// the export it was made from (owners, modes, content, xattrs, links, devices, mtimes).
+func roundTrip(t *testing.T, exportTar string, res *snapshot.Result) {
 	want, err := tartest.ReadFile(exportTar)
 	if err != nil {
 		t.Fatal(err)
@@ -147,6 +186,7 @@ func TestSnapshotRoundTripAndVMBoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer qf.Close()
 	pr, pw := io.Pipe()
 	go func() {
 		st, _ := qf.Stat()
@@ -154,7 +194,6 @@ func TestSnapshotRoundTripAndVMBoot(t *testing.T) {
 		pw.CloseWithError(err)
 	}()
 	got, err := tartest.Read(pr)
-	qf.Close()
 	if err != nil {
 		t.Fatalf("convert the snapshot back: %v", err)
 	}
@@ -175,9 +214,6 @@ func TestSnapshotRoundTripAndVMBoot(t *testing.T) {
 		t.Errorf("%d differences between the export and the snapshot converted back, first ones:\n%s", len(diffs), strings.Join(diffs[:min(40, len(diffs))], "\n"))
 	}
 	t.Logf("round trip compared %d entries", len(want))
-
-	// (b) it boots as a VM: serial console reaches a login prompt
-	bootVM(t, res.Path, dir)
 }
 
 func bootVM(t *testing.T, qcow, dir string) {
@@ -236,7 +272,7 @@ func tail(b []byte) string {
 // BenchmarkSnapshotSmall measures Build for the small image's container export (stage + build)
 // and prints the figures; run with -benchtime=1x.
 func BenchmarkSnapshotSmall(b *testing.B) {
-	original := filepath.Join(imagesDir(), "debian12-small-mbr-c.qcow2")
+	original := filepath.Join(imagesDir(), "debian12-small-gpt-c.qcow2")
 	need(b, original)
 	dir := b.TempDir()
 	exportTar := exportOf(b, original, dir)
