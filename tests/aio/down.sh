@@ -21,12 +21,17 @@ mkdir -p "$AIO_RUN"
 exec 9>"$AIO_RUN/lock"
 flock 9
 
-# Fake computes first: they are clients of everything below.
+# Fake computes first: they are clients of everything below. fake-compute.sh
+# stop also removes their private OVS bridges.
+declare -A fc=()
 for f in "$AIO_RUN"/fake-compute-*.pid "$AIO_RUN"/fake-ovs-agent-*.pid; do
 	[[ -e $f ]] || continue
 	n=$(basename "$f" .pid)
-	say "stopping $n"
-	stop_owned "$n" 10 &
+	n=${n#fake-compute-}
+	fc[${n#fake-ovs-agent-}]=1
+done
+for h in "${!fc[@]}"; do
+	./fake-compute.sh stop "$h" &
 done
 wait
 
