@@ -85,8 +85,14 @@ pyn_rss=$(rss_kb "$PYN_PID") pyn_tree=$(tree_rss_kb "$PYN_PID")
 # ------------------------------------------------------------------ conductor round trips
 echo "conductor: $N_COND × Service.get_by_host_and_binary each way" >&2
 cond_go=$("$RPCB" conductor -n "$N_COND" -host "$E2E_HOST")
-cond_nova=$(/usr/bin/python3 "$HERE/agent_conductor_baseline.py" --mode nova -n "$N_COND" "$E2E_HOST" 2>/dev/null | tail -n 1)
-cond_oslo=$(/usr/bin/python3 "$HERE/agent_conductor_baseline.py" --mode oslo -n "$N_COND" "$E2E_HOST" 2>/dev/null | tail -n 1)
+py_cond() { # MODE → the baseline's figures line (its warnings go to a file)
+	local out err=$E2E_WORK/conductor-$1.err
+	out=$(/usr/bin/python3 "$HERE/agent_conductor_baseline.py" --mode "$1" -n "$N_COND" "$E2E_HOST" 2>"$err") ||
+		die "python conductor baseline ($1) failed: $(tail -n 5 "$err")"
+	tail -n 1 <<<"$out"
+}
+cond_nova=$(py_cond nova)
+cond_oslo=$(py_cond oslo)
 
 # ------------------------------------------------------------------ dispatch
 echo "dispatch: $N_FLOOD ping calls ($INFLIGHT and 1 in flight) and casts to each server" >&2

@@ -15,6 +15,7 @@ Prints one "key=value" line like agentrpc. Needs Debian's python3-nova (/usr/bin
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 
@@ -35,21 +36,29 @@ def main():
 
     if args.mode == "nova":
         import nova.monkey_patch  # noqa: F401 - nova-compute runs under eventlet
-    import nova.conf
+    from nova import config as nova_config
     from nova import context as nova_context
     from nova import objects
-    from nova.objects import base as objects_base
+    from nova import rpc
+    from oslo_versionedobjects import base as ovo_base
 
-    conf = nova.conf.CONF
-    conf([], project="nova", default_config_files=[])
-    conf.set_override("transport_url", args.url)
+    # nova-compute's start-up: control_exchange "nova", CONF from a config file holding
+    # transport_url (oslo.messaging registers that option itself), the rpc transport.
+    rpc.set_defaults(control_exchange="nova")
+    with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+        f.write("[DEFAULT]\ntransport_url = %s\n" % args.url)
+    try:
+        nova_config.parse_args(["nca-bench", "--config-file", f.name],
+                               default_config_files=[], configure_db=False,
+                               init_rpc=args.mode == "nova")
+    finally:
+        os.unlink(f.name)
     objects.register_all()
     ctxt = nova_context.get_admin_context()
 
     if args.mode == "nova":
         from nova.conductor import rpcapi as conductor_rpcapi
-        from nova import rpc
-        rpc.init(conf)
+        from nova.objects import base as objects_base
         objects_base.NovaObject.indirection_api = conductor_rpcapi.ConductorAPI()
 
         def call():
@@ -63,11 +72,12 @@ def main():
                     raise
     else:
         import oslo_messaging as messaging
-        transport = messaging.get_rpc_transport(conf, url=args.url)
-        target = messaging.Target(topic="conductor", version="3.0")
+        transport = messaging.get_rpc_transport(nova_config.CONF, url=args.url)
+        target = messaging.Target(exchange="nova", topic="conductor",
+                                  version="3.0")
         factory = getattr(messaging, "get_rpc_client", None) or messaging.RPCClient
         client = factory(transport, target, timeout=30)
-        versions = objects_base.obj_tree_get_versions("Service")
+        versions = ovo_base.obj_tree_get_versions("Service")
         cdict = ctxt.to_dict()
 
         def call():
