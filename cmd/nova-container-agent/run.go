@@ -111,7 +111,7 @@ func buildLifecycle(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 	if err != nil {
 		return fail(err)
 	}
-	plugger := &agent.Plugger{OVS: ovsc, Plumber: vif.NewPlumber()}
+	plugger := &agent.Plugger{OVS: ovsc, Plumber: vif.NewPlumber(vif.WithSoftwareChecksums(cfg.OVS.DatapathType == "netdev"))}
 	var l2 *neutron.Agent
 	if mode.ManagesDataplane() {
 		sw := ovs.NewSwitch(ovsc, flows.NewApplier(flows.ExecRunner{}, flowCookie))

@@ -30,10 +30,25 @@ const (
 type Plumber struct {
 	// retries bounds re-running netlink dumps interrupted by concurrent changes.
 	retries int
+	// noTxOffload computes checksums in software on both veth ends (see offload.go).
+	noTxOffload bool
 }
 
+// PlumberOption configures a Plumber.
+type PlumberOption func(*Plumber)
+
+// WithSoftwareChecksums makes every plugged veth compute TX checksums in software, which Open
+// vSwitch's userspace (netdev) datapath requires for TCP and UDP to work.
+func WithSoftwareChecksums(on bool) PlumberOption { return func(p *Plumber) { p.noTxOffload = on } }
+
 // NewPlumber returns a Plumber.
-func NewPlumber() *Plumber { return &Plumber{retries: 5} }
+func NewPlumber(opts ...PlumberOption) *Plumber {
+	p := &Plumber{retries: 5}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
 
 // dump re-runs a netlink dump while the kernel reports it interrupted (the netlink message
 // sequence changed under it), so callers never act on a partial list.
@@ -103,6 +118,11 @@ func (p *Plumber) Plug(ctx context.Context, netnsPath string, plan Plan) (Outcom
 	outcome, err := p.plug(h, plan)
 	if err != nil {
 		return "", fmt.Errorf("plug port %s into %s: %w", plan.PortID, netnsPath, err)
+	}
+	if p.noTxOffload {
+		if err := p.softwareChecksums(h, plan); err != nil {
+			return "", fmt.Errorf("plug port %s into %s: %w", plan.PortID, netnsPath, err)
+		}
 	}
 	return outcome, nil
 }
