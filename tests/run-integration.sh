@@ -3,7 +3,8 @@
 #   0. tests/aio/smoke.sh (skip with NCA_SKIP_AIO_SMOKE=1);
 #   1. `go test -tags integration -count=1` on every package that has
 #      *_integration_test.go files, one result per package;
-#   2. every tests/e2e/*.sh script, in name order, one result per script.
+#   2. every executable tests/e2e/*.sh script, in name order, one result per
+#      script (a non-executable one is a sourced helper such as lib.sh).
 # Prints "N passed, N failed" and exits non-zero when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +56,11 @@ if ((${#scripts[@]} == 0)); then
 	echo "run-integration: no tests/e2e/*.sh scripts"
 fi
 for s in "${scripts[@]}"; do
+	if [[ ! -x $s ]]; then
+		# Not executable: a sourced helper (tests/e2e/lib.sh), not a suite.
+		echo "=== e2e $s: not executable, a sourced helper: not run"
+		continue
+	fi
 	echo "=== e2e $s"
 	bash "$s"
 	result "e2e:$s" $?
