@@ -157,9 +157,13 @@ func (m *Manager) removeOrphans(ctx context.Context, actx map[string]any, ours m
 		if err := m.lc.Driver.Destroy(ctx, l.UUID); err != nil {
 			errs = append(errs, err)
 		}
-		if inst != nil {
+		// Ports are released only for a deleted instance: one that lives on another host may
+		// use the same tap names on this machine (two agents side by side).
+		if inst != nil && (inst.Deleted() || inst.VMState() == objects.VMDeleted) {
 			if vifs, verr := instanceVIFs(inst); verr == nil {
-				_ = m.lc.Plugger.Unplug(ctx, l.UUID, vifs)
+				if err := m.lc.Plugger.Unplug(ctx, l.UUID, vifs); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 	}

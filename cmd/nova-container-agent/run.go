@@ -71,7 +71,11 @@ func buildLifecycle(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 		return fail(fmt.Errorf("docker client: %w", err))
 	}
 	closers = append(closers, func() { docker.Close() })
+	// Ownership is per host name: two agents on one machine (tests, or a migration between
+	// agents) must never list, adopt or clean up each other's containers and ports.
+	owner := "nova-container-agent." + d.Host
 	so := spec.DefaultOptions()
+	so.OwnerKey = owner
 	so.LXCFSDir = c.LXCFSPath
 	so.StopTimeout = c.StopTimeout
 	if c.NamePrefix != "" {
@@ -101,7 +105,7 @@ func buildLifecycle(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 	if err != nil {
 		return fail(err)
 	}
-	ovsc, err := ovs.Dial(ctx, cfg.OVS.OVSDBConnection, ovs.WithIntegrationBridge(cfg.OVS.IntegrationBridge),
+	ovsc, err := ovs.Dial(ctx, cfg.OVS.OVSDBConnection, ovs.WithOwner(owner), ovs.WithIntegrationBridge(cfg.OVS.IntegrationBridge),
 		ovs.WithBridgeMappings(mappings), ovs.WithDatapathType(cfg.OVS.DatapathType))
 	if err != nil {
 		return fail(fmt.Errorf("open vswitch: %w", err))
