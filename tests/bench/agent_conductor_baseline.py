@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Baseline for agentrpc's conductor figure: the same conductor round trip from Python.
 
-Usage: /usr/bin/python3 agent_conductor_baseline.py [--url U] [-n 200] [--mode nova|oslo] HOST
+Usage: /usr/bin/python3 agent_conductor_baseline.py [--url U] [-n 200] [--mode nova|oslo]
+       [--raw FILE] HOST
 
 mode nova: nova-compute's own path, under eventlet like nova-compute: NovaObject's
   indirection_api = nova.conductor.rpcapi.ConductorAPI, then
@@ -32,6 +33,7 @@ def main():
         "NCA_TRANSPORT_URL", "rabbit://guest:guest@127.0.0.1:5672/"))
     ap.add_argument("-n", type=int, default=200)
     ap.add_argument("--mode", choices=("nova", "oslo"), default="nova")
+    ap.add_argument("--raw", help="append each round trip's milliseconds here")
     args = ap.parse_args()
 
     if args.mode == "nova":
@@ -95,6 +97,9 @@ def main():
         call()
         lat.append(time.monotonic() - t0)
     wall = time.monotonic() - start
+    if args.raw:
+        with open(args.raw, "a") as f:
+            f.writelines("%.3f\n" % (x * 1e3) for x in lat)
     print("calls=%d p50_ms=%.2f p99_ms=%.2f mean_ms=%.2f max_ms=%.2f calls_per_s=%.0f"
           % (args.n, percentile(lat, 50) * 1e3, percentile(lat, 99) * 1e3,
              sum(lat) / len(lat) * 1e3, max(lat) * 1e3, args.n / wall))

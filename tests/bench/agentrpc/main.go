@@ -1,6 +1,6 @@
 // Command agentrpc measures RPC figures against the real all-in-one for tests/bench/agent.sh.
 //
-//	agentrpc conductor [-n 200] [-host H]     round trips of Service.get_by_host_and_binary
+//	agentrpc conductor [-n 200] [-host H] [-raw F]  round trips of Service.get_by_host_and_binary
 //	                                          through nova-conductor (agent/conductor over agent/rpc)
 //	agentrpc flood -host H [-n 5000] [-c 32]  baseapi ping calls to compute.H, c in flight
 //	agentrpc casts -host H [-n 5000]          baseapi ping casts to compute.H, timed until the
@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	host := fs.String("host", "", "compute host (conductor: the service looked up; flood/casts: the server)")
 	n := fs.Int("n", 0, "number of requests (default 200 for conductor, 5000 otherwise)")
 	c := fs.Int("c", 32, "requests in flight (flood)")
+	raw := fs.String("raw", "", "conductor: append each round trip's milliseconds to this file, one a line")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -62,7 +63,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	defer conn.Close()
 	switch args[0] {
 	case "conductor":
-		return conductorRoundTrips(ctx, conn, orDefault(*n, 200), *host, out)
+		return conductorRoundTrips(ctx, conn, orDefault(*n, 200), *host, *raw, out)
 	case "flood":
 		if *host == "" {
 			return errors.New("flood: -host is required")
@@ -80,7 +81,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 // conductorRoundTrips times n sequential Service.get_by_host_and_binary calls, the lookup a
 // compute makes at every start, through the same client code the agent uses.
-func conductorRoundTrips(ctx context.Context, conn *rpc.Conn, n int, host string, out io.Writer) error {
+// With raw set, every latency is appended there too, so that runs interleaved with the Python
+// baseline (the machine's load drifts) can be pooled into one distribution.
+func conductorRoundTrips(ctx context.Context, conn *rpc.Conn, n int, host, raw string, out io.Writer) error {
 	cl := conductor.New(agent.ConductorTransport{RPC: conn, Timeout: 30 * time.Second})
 	call := func() (time.Duration, error) {
 		rctx := conductor.AdminContext(time.Now(), conductor.NewRequestID())
@@ -107,6 +110,11 @@ func conductorRoundTrips(ctx context.Context, conn *rpc.Conn, n int, host string
 		lat = append(lat, d)
 	}
 	wall := time.Since(start)
+	if raw != "" {
+		if err := appendMillis(raw, lat); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(out, "calls=%d p50_ms=%.2f p99_ms=%.2f mean_ms=%.2f max_ms=%.2f calls_per_s=%.0f\n",
 		n, ms(pct(lat, 50)), ms(pct(lat, 99)), ms(mean(lat)), ms(pct(lat, 100)), float64(n)/wall.Seconds())
 	return nil
@@ -223,6 +231,20 @@ func casts(ctx context.Context, conn *rpc.Conn, url, host string, n int, out io.
 	wall := time.Since(start)
 	fmt.Fprintf(out, "casts=%d publish_s=%.2f drained_s=%.2f msgs_per_s=%.0f\n",
 		n, published.Seconds(), wall.Seconds(), float64(n)/wall.Seconds())
+	return nil
+}
+
+func appendMillis(path string, lat []time.Duration) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("raw latencies: %w", err)
+	}
+	for _, d := range lat {
+		fmt.Fprintf(f, "%.3f\n", ms(d))
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("raw latencies %s: %w", path, err)
+	}
 	return nil
 }
 
