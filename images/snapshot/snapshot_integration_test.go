@@ -140,7 +140,7 @@ func TestSnapshot(t *testing.T) {
 		mode                   snapshot.LayoutMode
 		grow, bootable, boot   bool
 	}{
-		{name: "gpt original layout, booted", original: gpt, source: gpt, mode: snapshot.LayoutOriginal, bootable: true, boot: true},
+		{name: "gpt original layout booted", original: gpt, source: gpt, mode: snapshot.LayoutOriginal, bootable: true, boot: true},
 		{name: "mbr grown by flavor", original: mbr, source: mbr, opts: snapshot.Options{RootGB: 3, NoCompress: true}, mode: snapshot.LayoutOriginal, grow: true, bootable: true},
 		{name: "fresh without original", source: mbr, opts: snapshot.Options{NoCompress: true}, mode: snapshot.LayoutFresh},
 	}
@@ -227,7 +227,9 @@ func bootVM(t *testing.T, qcow, dir string) {
 	console := filepath.Join(dir, "console.log")
 	cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1",
 		"-display", "none", "-monitor", "none", "-serial", "file:"+console, "-nic", "none",
-		"-drive", "file="+overlay+",if=virtio,format=qcow2")
+		"-drive", "file="+strings.ReplaceAll(overlay, ",", ",,")+",if=virtio,format=qcow2")
+	var qerr bytes.Buffer
+	cmd.Stderr = &qerr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start qemu: %v", err)
 	}
@@ -253,7 +255,7 @@ func bootVM(t *testing.T, qcow, dir string) {
 		select {
 		case err := <-exited:
 			exited <- err
-			t.Fatalf("qemu exited before a login prompt: %v; console tail:\n%s", err, tail(b))
+			t.Fatalf("qemu exited before a login prompt: %v: %s; console tail:\n%s", err, qerr.String(), tail(b))
 		case <-time.After(2 * time.Second):
 		}
 		if time.Since(start) > limit {
