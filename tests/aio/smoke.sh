@@ -19,20 +19,22 @@ tag=nca-smoke-$$
 img=$(mktemp)
 cleanup() {
 	set +e
+	# Each openstack CLI call costs seconds of Python start-up: independent
+	# deletions run concurrently.
 	os server delete --wait "$tag-srv" >/dev/null 2>&1
-	os subnet delete "$tag-sub" >/dev/null 2>&1
-	os network delete "$tag-net" >/dev/null 2>&1
-	os image delete "$tag-img" >/dev/null 2>&1
-	os flavor delete "$tag-flv" >/dev/null 2>&1
+	{ os subnet delete "$tag-sub" && os network delete "$tag-net"; } >/dev/null 2>&1 &
+	os image delete "$tag-img" >/dev/null 2>&1 &
+	os flavor delete "$tag-flv" >/dev/null 2>&1 &
 	./fake-compute.sh stop "$host" >/dev/null 2>&1
 	# Leave no dead compute service / network agent behind in teammates' lists.
 	local id
 	for id in $(os compute service list --host "$host" -f value -c ID 2>/dev/null); do
-		os compute service delete "$id" >/dev/null 2>&1
+		os compute service delete "$id" >/dev/null 2>&1 &
 	done
 	for id in $(os network agent list --host "$host" -f value -c ID 2>/dev/null); do
-		os network agent delete "$id" >/dev/null 2>&1
+		os network agent delete "$id" >/dev/null 2>&1 &
 	done
+	wait
 	rm -f "$img"
 }
 trap cleanup EXIT
