@@ -46,6 +46,8 @@ e2e_build_agent
 
 finish() {
 	local rc=$?
+	# A command failing outside a check (set -e) ends the suite early: that is a failure too.
+	((rc == 0)) || fail "suite ran to its end" "aborted with status $rc near line ${E2E_ERR_LINE:-?}"
 	e2e_agent_stop || true
 	e2e_log "cleanup: deleting the $E2E_HOST service, compute node, provider, neutron agent, bridges"
 	e2e_cleanup_host
@@ -57,6 +59,7 @@ finish() {
 	e2e_finish || exit 1
 	exit "$rc"
 }
+trap 'E2E_ERR_LINE=$LINENO' ERR
 trap finish EXIT
 
 e2e_log "leftovers of an earlier run: removing"
@@ -144,39 +147,35 @@ else
 fi
 
 # ------------------------------------------------------------------ 3. disable / enable
-# With the client's default microversion (2.1) nova-api only flips the service record;
-# the compute notices it in its next update_available_resource (every 60 s), as nova's
-# _sync_compute_service_disabled_trait does. Allow one cycle plus a heartbeat.
+# Two paths, as in nova:
+#  - microversion 2.1 (PUT /os-services/disable): nova-api only flips the service record;
+#    the compute notices in its next update_available_resource (every 60 s), like nova's
+#    _sync_compute_service_disabled_trait: allow one cycle plus a poll;
+#  - the client's negotiated microversion (>= 2.53, PUT /os-services/{uuid}): nova-api
+#    also calls the compute's set_host_enabled over RPC, which syncs the trait at once.
 # A failed trait listing counts as "not yet" either way.
 has_disabled() { local t; t=$(traits) && grep -qx COMPUTE_STATUS_DISABLED <<<"$t"; }
 no_disabled() { local t; t=$(traits) && ! grep -qx COMPUTE_STATUS_DISABLED <<<"$t"; }
-osc compute service set --disable --disable-reason "nca e2e" "$E2E_HOST" nova-compute >/dev/null
-expect_eq "service set --disable: service status" "$(svc_json | jq -r .Status)" disabled
-if wait_until 75 has_disabled; then
-	pass "disable → COMPUTE_STATUS_DISABLED on the provider" "after ${WAITED}s"
-else
-	fail "disable → COMPUTE_STATUS_DISABLED on the provider" "not there after ${WAITED}s: $(echo $(traits))"
-fi
-osc compute service set --enable "$E2E_HOST" nova-compute >/dev/null
-expect_eq "service set --enable: service status" "$(svc_json | jq -r .Status)" enabled
-if wait_until 75 no_disabled; then
-	pass "enable → COMPUTE_STATUS_DISABLED removed" "after ${WAITED}s"
-else
-	fail "enable → COMPUTE_STATUS_DISABLED removed" "still there after ${WAITED}s"
-fi
-# Microversion 2.53+ also asks the compute (set_host_enabled RPC) to sync the trait now.
-osc --os-compute-api-version 2.53 compute service set --disable "$E2E_HOST" nova-compute >/dev/null
-if wait_until 75 has_disabled; then
-	pass "disable (2.53, set_host_enabled RPC) → COMPUTE_STATUS_DISABLED" "after ${WAITED}s"
-else
-	fail "disable (2.53, set_host_enabled RPC) → COMPUTE_STATUS_DISABLED" "not there after ${WAITED}s"
-fi
-osc --os-compute-api-version 2.53 compute service set --enable "$E2E_HOST" nova-compute >/dev/null
-if wait_until 75 no_disabled; then
-	pass "enable (2.53, set_host_enabled RPC) → COMPUTE_STATUS_DISABLED removed" "after ${WAITED}s"
-else
-	fail "enable (2.53, set_host_enabled RPC) → COMPUTE_STATUS_DISABLED removed" "still there after ${WAITED}s"
-fi
+toggle() { # LABEL MICROVERSION_ARGS...
+	local label=$1
+	shift
+	check "service set --disable ($label)" osc "$@" compute service set --disable --disable-reason "nca e2e" "$E2E_HOST" nova-compute
+	expect_eq "service set --disable ($label): service status" "$(svc_json | jq -r .Status)" disabled
+	if wait_until 75 has_disabled; then
+		pass "disable ($label) → COMPUTE_STATUS_DISABLED on the provider" "after ${WAITED}s"
+	else
+		fail "disable ($label) → COMPUTE_STATUS_DISABLED on the provider" "not there after ${WAITED}s: $(echo $(traits))"
+	fi
+	check "service set --enable ($label)" osc "$@" compute service set --enable "$E2E_HOST" nova-compute
+	expect_eq "service set --enable ($label): service status" "$(svc_json | jq -r .Status)" enabled
+	if wait_until 75 no_disabled; then
+		pass "enable ($label) → COMPUTE_STATUS_DISABLED removed" "after ${WAITED}s"
+	else
+		fail "enable ($label) → COMPUTE_STATUS_DISABLED removed" "still there after ${WAITED}s"
+	fi
+}
+toggle "API 2.1, periodic sync" --os-compute-api-version 2.1
+toggle "API >= 2.53, set_host_enabled RPC"
 
 # ------------------------------------------------------------------ 4. restart keeps identity
 count0=$(svc_db | awk '{print $1}')
