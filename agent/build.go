@@ -73,6 +73,10 @@ type Lifecycle struct {
 	ShutdownTimeout time.Duration
 	// MaxConcurrentBuilds is nova's max_concurrent_builds.
 	MaxConcurrentBuilds int
+	// ImageWriter uploads snapshots (Glance); nil disables snapshot_instance.
+	ImageWriter ImageWriter
+	// SnapshotDir holds snapshots while they are built.
+	SnapshotDir string
 }
 
 // buildError carries a message for the instance fault that an operator can act on.

@@ -35,6 +35,9 @@ func (m *Manager) instanceOps() map[string]OpHandler {
 		"suspend_instance":   m.opSuspend,
 		"resume_instance":    m.opResume,
 		"get_console_output": m.opConsoleOutput,
+		"rebuild_instance":   m.opRebuild,
+		"get_diagnostics":    m.opDiagnostics,
+		"snapshot_instance":  m.opSnapshot,
 	} {
 		ops[name] = h
 	}

@@ -91,8 +91,10 @@ func buildLifecycle(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 	}
 
 	spool := filepath.Join(c.ImageStorePath, "spool")
-	if err := os.MkdirAll(spool, 0o700); err != nil {
-		return fail(fmt.Errorf("image store: %w", err))
+	for _, dir := range []string{spool, filepath.Join(c.ImageStorePath, "snapshots")} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fail(fmt.Errorf("image store: %w", err))
+		}
 	}
 	eng := store.NewDocker(docker)
 	imgs, err := store.New(eng, store.ImagesConverter(), store.Options{SpoolDir: spool,
@@ -186,6 +188,7 @@ func buildLifecycle(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 	}
 	return &agent.Lifecycle{
 		Driver: drv, Images: imgs, Glance: glance, Neutron: neutron,
+		ImageWriter: glance, SnapshotDir: filepath.Join(c.ImageStorePath, "snapshots"),
 		Plugger:            plugger,
 		Bridge:             cfg.OVS.IntegrationBridge,
 		VIFPluggingTimeout: time.Duration(d.VIFPluggingTimeout) * time.Second,
