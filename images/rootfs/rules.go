@@ -31,6 +31,9 @@ const (
 	ActionAdd Action = "add"
 	// ActionDropXattr removes an extended attribute from every entry.
 	ActionDropXattr Action = "drop-xattr"
+	// ActionReplace reports an image entry skipped because the plan writes its own at that path
+	// (e.g. a unit file where a mask symlink goes).
+	ActionReplace Action = "replace"
 )
 
 // Rule applies Action to every path matching Pattern (path.Match syntax on the absolute path;

@@ -221,7 +221,7 @@ func (w *walker) entry(abs string, ino uint64, depth int) error {
 		return nil
 	}
 	if a, ok := w.plan.replaced[abs]; ok {
-		w.record("replace", abs, "the image's entry is replaced by: "+a.why, 0)
+		w.record(ActionReplace, abs, "the image's entry is replaced by: "+a.why, 0)
 		return nil
 	}
 	switch typ {
