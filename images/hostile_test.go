@@ -149,8 +149,8 @@ func TestManyEmptyFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Stats.Files < n {
-		t.Fatalf("wrote %d files, want ≥ %d", res.Stats.Files, n)
+	if res.Stats.Files < n || res.Entries != res.Stats.Files+res.Stats.Dirs+res.Stats.Symlinks+res.Stats.Hardlinks+res.Stats.Devices+res.Stats.Fifos {
+		t.Fatalf("stats %+v: want ≥ %d files, entries the sum of the kinds", res.Stats, n)
 	}
 	t.Logf("%d entries in %s, peak heap in use ≈ %.1f MiB", res.Entries, time.Since(start).Round(time.Millisecond), float64(peak)/(1<<20))
 }

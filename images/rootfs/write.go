@@ -184,7 +184,7 @@ func (w *walker) dir(n Node, abs string, depth int) error {
 		return err
 	}
 	hdr.Typeflag = tar.TypeDir
-	if err := w.send(msg{hdr: hdr}); err != nil {
+	if err := w.emit(hdr); err != nil {
 		return err
 	}
 	w.stats.Dirs++
