@@ -36,6 +36,7 @@ type subcommand struct {
 func subcommands() []subcommand {
 	return []subcommand{
 		{name: "doctor", summary: "check RabbitMQ, keystone, placement, Docker, OVS and lxcfs", run: runDoctor},
+		{name: "image", summary: "image convert FILE --tag NAME: a QCOW2/raw disk to a container image", run: runImage},
 	}
 }
 
