@@ -145,27 +145,35 @@ func (m *Manager) Start(ctx context.Context) error {
 // and retried on the next tick: a conductor or RabbitMQ outage must not stop the agent.
 func (m *Manager) RunPeriodic(ctx context.Context) {
 	var wg sync.WaitGroup
-	loop := func(name string, first, every time.Duration, fn func(context.Context) error) {
-		defer wg.Done()
-		t := time.NewTimer(first)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if err := fn(ctx); err != nil && ctx.Err() == nil {
-				m.log.Warn("periodic task failed", "task", name, "err", err)
-			}
-			t.Reset(every)
-		}
-	}
 	wg.Add(2)
 	// nova's servicegroup db driver sends the first report after 5 s, then every report_interval.
-	go loop("report_state", 5*time.Second, m.opts.ReportInterval, m.Heartbeat)
-	go loop("update_available_resource", m.opts.UpdateResourcesInterval, m.opts.UpdateResourcesInterval, m.UpdateAvailableResource)
+	go func() {
+		defer wg.Done()
+		m.every(ctx, "report_state", 5*time.Second, m.opts.ReportInterval, m.Heartbeat)
+	}()
+	go func() {
+		defer wg.Done()
+		m.every(ctx, "update_available_resource", m.opts.UpdateResourcesInterval, m.opts.UpdateResourcesInterval, m.UpdateAvailableResource)
+	}()
 	wg.Wait()
+}
+
+// every runs fn after first and then every interval until ctx ends, logging failures: a
+// periodic task that fails (conductor or RabbitMQ away) is simply tried again on the next tick.
+func (m *Manager) every(ctx context.Context, name string, first, interval time.Duration, fn func(context.Context) error) {
+	t := time.NewTimer(first)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn("periodic task failed", "task", name, "err", err)
+		}
+		t.Reset(interval)
+	}
 }
 
 // remoteClass returns the Python exception class of a failure returned by the conductor, or "".

@@ -263,20 +263,9 @@ func (m *Manager) syncInstance(ctx context.Context, uuid string) error {
 
 // RunPowerSync runs SyncPowerStates every interval until ctx ends (sync_power_state_interval;
 // <= 0 disables it).
-func (m *Manager) RunPowerSync(ctx context.Context, every time.Duration) {
-	if every <= 0 || m.lc == nil {
+func (m *Manager) RunPowerSync(ctx context.Context, interval time.Duration) {
+	if interval <= 0 || m.lc == nil {
 		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := m.SyncPowerStates(ctx); err != nil && ctx.Err() == nil {
-				m.log.Warn("power state sync", "err", err)
-			}
-		}
-	}
+	m.every(ctx, "sync_power_states", interval, interval, m.SyncPowerStates)
 }

@@ -8,15 +8,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/nova-container-agent/nova-container-agent/driver/vif"
+	"github.com/nova-container-agent/nova-container-agent/internal/netnstest"
 	"github.com/nova-container-agent/nova-container-agent/ovs"
 	"github.com/nova-container-agent/nova-container-agent/ovs/flows"
 	"github.com/nova-container-agent/nova-container-agent/ovs/ovstest"
@@ -24,30 +23,7 @@ import (
 
 const e2eCookie = 0x4e434145324500
 
-func mkNetns(t testing.TB, name string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("the OVS end-to-end test needs root (netns, veth)")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	_ = netns.DeleteNamed(name)
-	ns, err := netns.NewNamed(name)
-	if err != nil {
-		t.Fatalf("netns %s: %v", name, err)
-	}
-	ns.Close()
-	if err := netns.Set(orig); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
-	return "/var/run/netns/" + name
-}
+func mkNetns(t testing.TB, name string) string { return netnstest.New(t, name) }
 
 func sh(t testing.TB, args ...string) string {
 	t.Helper()

@@ -5,41 +5,16 @@ package vif
 import (
 	"context"
 	"net/netip"
-	"os"
-	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netns"
-)
 
-// namedNetns creates a named namespace without leaving the test's thread inside it.
-func namedNetns(t *testing.T, name string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("driver/vif integration tests need root (netns and veth creation)")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.NewNamed(name)
-	if err != nil {
-		t.Fatalf("create netns %s: %v", name, err)
-	}
-	ns.Close()
-	if err := netns.Set(orig); err != nil {
-		t.Fatalf("back to original netns: %v", err)
-	}
-	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
-	return "/var/run/netns/" + name
-}
+	"github.com/nova-container-agent/nova-container-agent/internal/netnstest"
+)
 
 // With the netdev datapath TCP only works when both veth ends checksum in software.
 func TestSoftwareChecksumsOnBothEnds(t *testing.T) {
-	path := namedNetns(t, "nca-vif-csum")
+	path := netnstest.New(t, "nca-vif-csum")
 	ctx := context.Background()
 	plan, err := NewPlan("c5c5c5c5-aaaa-4bbb-8ccc-000000000001", "fa:16:3e:00:00:01", 1500, 0,
 		[]Subnet{{CIDR: netip.MustParsePrefix("192.0.2.0/24"), IP: netip.MustParseAddr("192.0.2.10")}})

@@ -6,41 +6,16 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
-	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/nova-container-agent/nova-container-agent/driver/vif"
+	"github.com/nova-container-agent/nova-container-agent/internal/netnstest"
 )
 
-// newNetns creates a named (bind-mounted) network namespace and removes it when t ends. The
-// creating thread is locked and switched back, since netns.NewNamed enters the new namespace.
-func newNetns(t *testing.T, name string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatal("integration tests for driver/vif need root (netns and veth creation)")
-	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.NewNamed(name)
-	if err != nil {
-		t.Fatalf("create netns %s: %v", name, err)
-	}
-	ns.Close()
-	if err := netns.Set(orig); err != nil {
-		t.Fatalf("back to original netns: %v", err)
-	}
-	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
-	return "/var/run/netns/" + name
-}
+func newNetns(t *testing.T, name string) string { return netnstest.New(t, name) }
 
 func TestPlugUnplugRealNetns(t *testing.T) {
 	ctx := context.Background()

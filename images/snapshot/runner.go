@@ -1,11 +1,8 @@
 package snapshot
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"os/exec"
-	"strings"
+	"github.com/nova-container-agent/nova-container-agent/internal/execrun"
 )
 
 // Runner runs an external command with stdin and returns its stdout. Tests inject a fake that
@@ -15,21 +12,6 @@ type Runner interface {
 }
 
 // ExecRunner runs commands with os/exec.
-type ExecRunner struct{}
+type ExecRunner = execrun.Exec
 
 var _ Runner = ExecRunner{}
-
-// Run implements Runner; stderr is folded into the error.
-func (ExecRunner) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return out, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return out, nil
-}

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os/exec"
+	"github.com/nova-container-agent/nova-container-agent/internal/execrun"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,24 +17,9 @@ type Runner interface {
 }
 
 // ExecRunner runs commands with os/exec.
-type ExecRunner struct{}
+type ExecRunner = execrun.Exec
 
 var _ Runner = ExecRunner{}
-
-// Run implements Runner; stderr is folded into the error.
-func (ExecRunner) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return out, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-	}
-	return out, nil
-}
 
 // Applier reconciles bridges' flows carrying Cookie with a plan.
 type Applier struct {
