@@ -141,10 +141,13 @@ printf '%-44s %18s %18s\n' "  ping calls/s, $INFLIGHT in flight (n=$N_FLOOD)" "$
 printf '%-44s %18s %18s\n' "    p50 / p99 ms" "$(kv "$fl_go" p50_ms) / $(kv "$fl_go" p99_ms)" "$(kv "$fl_py" p50_ms) / $(kv "$fl_py" p99_ms)"
 printf '%-44s %18s %18s\n' "  ping calls/s, 1 in flight (n=$((N_FLOOD / 5)))" "$(kv "$fl1_go" msgs_per_s)" "$(kv "$fl1_py" msgs_per_s)"
 printf '%-44s %18s %18s\n' "    p50 / p99 ms" "$(kv "$fl1_go" p50_ms) / $(kv "$fl1_go" p99_ms)" "$(kv "$fl1_py" p50_ms) / $(kv "$fl1_py" p99_ms)"
-printf '%-44s %18s %18s\n' "  ping casts/s taken off the queue (n=$N_FLOOD)" "$(kv "$ca_go" msgs_per_s)" "$(kv "$ca_py" msgs_per_s)"
+# A server that kept up with the publisher only shows the client's rate: a lower bound.
+cast_rate() { if [[ $(kv "$1" kept_up) == true ]]; then echo "≥ $(kv "$1" msgs_per_s)"; else kv "$1" msgs_per_s; fi; }
+printf '%-44s %18s %18s\n' "  ping casts/s taken off the queue (n=$N_FLOOD)" "$(cast_rate "$ca_go")" "$(cast_rate "$ca_py")"
 echo
 echo "raw: conductor go: $cond_go"
 echo "raw: conductor nova: $cond_nova"
 echo "raw: conductor oslo: $cond_oslo"
 echo "raw: flood go: $fl_go | c=1: $fl1_go | casts: $ca_go"
 echo "raw: flood py: $fl_py | c=1: $fl1_py | casts: $ca_py"
+echo "(≥: the server drained its queue as fast as the one client published: the client's rate, a lower bound)"
