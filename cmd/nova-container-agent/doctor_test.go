@@ -142,8 +142,12 @@ func TestRunDispatch(t *testing.T) {
 	}
 	out.Reset()
 	errb.Reset()
-	if code := run(context.Background(), []string{"image"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "doctor") {
+	if code := run(context.Background(), []string{"nosuch"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "doctor") {
 		t.Errorf("unknown subcommand: %d %q", code, errb.String())
+	}
+	errb.Reset()
+	if code := run(context.Background(), []string{"image", "convert"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--tag are required") {
+		t.Errorf("image convert without a file: %d %q", code, errb.String())
 	}
 	errb.Reset()
 	if code := run(context.Background(), nil, &out, &errb); code != 1 || !strings.Contains(errb.String(), "no --config-file") {
