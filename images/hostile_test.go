@@ -130,8 +130,9 @@ func TestManyEmptyFiles(t *testing.T) {
 	defer f.Close()
 	st, _ := f.Stat()
 	var peak uint64
-	stop := make(chan struct{})
+	stop, sampled := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(sampled)
 		var ms runtime.MemStats
 		for {
 			select {
@@ -146,6 +147,7 @@ func TestManyEmptyFiles(t *testing.T) {
 	start := time.Now()
 	res, err := Convert(context.Background(), f, st.Size(), io.Discard)
 	close(stop)
+	<-sampled // the sampler's last write to peak happens before this read
 	if err != nil {
 		t.Fatal(err)
 	}
