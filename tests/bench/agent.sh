@@ -19,8 +19,8 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-# shellcheck source=tests/e2e/lib.sh
-. "$ROOT/tests/e2e/lib.sh"
+# shellcheck source=tests/e2e/lib.bash
+. "$ROOT/tests/e2e/lib.bash"
 
 N_COND=${BENCH_N_CONDUCTOR:-200}
 N_FLOOD=${BENCH_N_FLOOD:-5000}

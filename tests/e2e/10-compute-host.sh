@@ -21,8 +21,8 @@
 # usage: tests/e2e/10-compute-host.sh   (root; all-in-one up; NCA_E2E_SKIP_RABBIT=1
 # skips the RabbitMQ restart, which briefly disconnects every RabbitMQ client)
 set -euo pipefail
-# shellcheck source=tests/e2e/lib.sh
-. "$(dirname "$0")/lib.sh"
+# shellcheck source=tests/e2e/lib.bash
+. "$(dirname "$0")/lib.bash"
 
 [[ $(id -u) == 0 ]] || { echo "10-compute-host: must run as root" >&2; exit 1; }
 for c in openstack nova-manage jq mariadb rabbitmqctl ovs-vsctl; do

@@ -8,6 +8,8 @@
 # line each; e2e_finish prints the tally and returns non-zero when anything failed.
 #
 # Needs root, the all-in-one (tests/aio/up.sh: writes $NCA_AIO_DIR/env) and Go.
+# Named .bash, not .sh, so tests/run-integration.sh (which runs tests/e2e/*.sh) does not
+# take it for a suite.
 
 E2E_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 NCA_AIO_DIR=${NCA_AIO_DIR:-/var/lib/nca-aio}
