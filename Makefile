@@ -42,5 +42,6 @@ lint: ## gofmt check and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-bench: ## benchmarks printing figures beside their baselines
-	tests/bench/run.sh
+bench: ## benchmarks printing figures beside their baselines (needs the all-in-one)
+	tests/bench/agent.sh
+	tests/bench/images.sh

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -57,7 +58,7 @@ func (m *Manager) Endpoints() []rpc.Endpoint {
 				if raw, ok := req.Args["arg"]; ok {
 					_ = json.Unmarshal(raw, &arg)
 				} else {
-					return nil, &rpc.Failure{Module: rpc.ModuleBuiltins, Class: "TypeError", Message: "ping() missing 1 required positional argument: 'arg'"}
+					return nil, &rpc.Failure{Module: rpc.ModuleBuiltins, Class: "TypeError", Message: "BaseRPCAPI.ping() missing 1 required positional argument: 'arg'"}
 				}
 				return map[string]any{"service": "compute", "arg": arg}, nil
 			},
@@ -70,6 +71,11 @@ func (m *Manager) Endpoints() []rpc.Endpoint {
 // then reverts_task_state, errors_out_migration around the body) to an operation.
 func (m *Manager) wrap(method string, spec computeMethod, h OpHandler) rpc.HandlerFunc {
 	return func(ctx context.Context, req *rpc.Request) (any, error) {
+		// oslo deserialises every argument before calling the method, so a bad object primitive
+		// fails before a missing argument does.
+		if err := deserializeCheck(req.Args); err != nil {
+			return nil, err
+		}
 		if err := checkArgs(method, spec, req.Args); err != nil {
 			return nil, err
 		}
@@ -131,6 +137,30 @@ func (m *Manager) runLocked(method string, spec computeMethod, h OpHandler) OpHa
 		}
 		return res, err
 	}
+}
+
+// pep440 is the version shape packaging.version.Version accepts for the versions objects carry.
+var pep440 = regexp.MustCompile(`^v?[0-9]+(\.[0-9]+)*$`)
+
+// deserializeCheck fails like nova's serializer for an object argument whose version Python
+// cannot parse: obj_from_primitive raises packaging's InvalidVersion.
+func deserializeCheck(args map[string]json.RawMessage) error {
+	for _, raw := range args {
+		if !objects.IsObject(raw) {
+			continue
+		}
+		var head struct {
+			Version any `json:"nova_object.version"`
+		}
+		if json.Unmarshal(raw, &head) != nil {
+			continue
+		}
+		v, _ := head.Version.(string)
+		if !pep440.MatchString(v) {
+			return &rpc.Failure{Module: "packaging.version", Class: "InvalidVersion", Message: fmt.Sprintf("Invalid version: '%v'", head.Version)}
+		}
+	}
+	return nil
 }
 
 func isUnexpectedTaskState(err error) bool {

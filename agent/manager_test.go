@@ -309,6 +309,12 @@ func TestDispatchAnswersLikeNova(t *testing.T) {
 	if !errors.As(err, &f) || f.Class != "TypeError" || !strings.Contains(f.Message, "'instance'") {
 		t.Errorf("missing argument: %v", err)
 	}
+	_, err = d.Handle(ctx, request(t, "get_instance_diagnostics", "6.0", map[string]any{"instance": map[string]any{
+		"nova_object.name": "Instance", "nova_object.namespace": "nova", "nova_object.version": "not-a-version",
+		"nova_object.data": map[string]any{"uuid": 42}}}, userContext("req-1")))
+	if !errors.As(err, &f) || f.Class != "InvalidVersion" || f.Message != "Invalid version: 'not-a-version'" {
+		t.Errorf("unparsable object version: %v", err)
+	}
 	_, err = d.Handle(ctx, request(t, "pause_instance", "6.0", map[string]any{"instance": map[string]any{"x": 1}}, userContext("req-1")))
 	if !errors.As(err, &f) || f.Class != "ValueError" {
 		t.Errorf("malformed instance: %v", err)
