@@ -19,8 +19,9 @@ unit: ## unit tests: no root, no daemons
 fuzz: ## run every fuzz target for FUZZTIME each
 	tests/fuzz.sh $(FUZZTIME)
 
-test-integration: build ## integration and end-to-end suites against the real all-in-one (starts it)
+test-integration: build ## integration and end-to-end suites against the real all-in-one (starts it, builds the cached test images)
 	tests/aio/up.sh
+	tests/images/build.sh small xfs lvm
 	tests/run-integration.sh
 
 test: unit fuzz test-integration ## everything CI runs
