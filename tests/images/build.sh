@@ -49,9 +49,23 @@ forced() { [[ $FORCE == 1 || " $FORCE " == *" $1 "* ]]; }
 done_p() { ! forced "$1" && [[ -f $OUT/$1.stamp ]]; }
 stamp() { date -u +%FT%TZ >"$OUT/$1.stamp"; }
 
+# need TOOL... installs the Debian package of each missing tool, so a fresh machine builds the
+# images without manual steps.
 need() {
-	local c
-	for c in "$@"; do command -v "$c" >/dev/null || die "missing tool: $c (apt-get install debootstrap fdisk qemu-utils xfsprogs lvm2 e2fsprogs)"; done
+	local c pkg missing=()
+	for c in "$@"; do
+		command -v "$c" >/dev/null && continue
+		case $c in
+		sfdisk) pkg=fdisk ;; mkfs.ext4) pkg=e2fsprogs ;; qemu-img) pkg=qemu-utils ;; mkfs.xfs) pkg=xfsprogs ;;
+		pvcreate | vgcreate | lvcreate) pkg=lvm2 ;; losetup) pkg=mount ;; docker) pkg=docker.io ;; *) pkg=$c ;;
+		esac
+		missing+=("$pkg")
+	done
+	((${#missing[@]} == 0)) && return 0
+	log "installing ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=900 "${missing[@]}" >/dev/null ||
+		die "could not install ${missing[*]}"
+	for c in "$@"; do command -v "$c" >/dev/null || die "missing tool: $c"; done
 }
 
 # ---------------------------------------------------------------- rootfs
