@@ -117,7 +117,7 @@ func New(opts Options, cond *conductor.Client, placement Placement, log *slog.Lo
 
 // adminContext is the context nova-compute uses for its own work (nova.context.get_admin_context).
 func (m *Manager) adminContext() map[string]any {
-	return rpc.NewAdminContext(m.now())
+	return conductor.AdminContext(m.now(), conductor.NewRequestID())
 }
 
 // Start performs nova-compute's startup sequence against the conductor (protocols §4.3): it

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nova-container-agent/nova-container-agent/agent/conductor"
 	"github.com/nova-container-agent/nova-container-agent/agent/rpc"
 	"github.com/nova-container-agent/nova-container-agent/agent/rpc/rpctest"
 )
@@ -53,7 +54,7 @@ func benchServeDispatch(b *testing.B, url string, dialer rpc.Dialer) {
 		}
 	}
 	args := map[string]any{"instance": map[string]any{"uuid": uuid.NewString(), "vm_state": "active"}}
-	rctx := rpc.NewAdminContext(time.Now())
+	rctx := rpc.Context(conductor.AdminContext(time.Now(), conductor.NewRequestID()))
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {

@@ -112,17 +112,3 @@ func ParseTimestamp(s string) (time.Time, error) {
 
 // NewRequestID returns an oslo request id, "req-<uuid4>".
 func NewRequestID() string { return "req-" + uuid.NewString() }
-
-// NewAdminContext returns what nova.context.get_admin_context() sends: an admin context with no
-// user or project, read_deleted "no", a fresh request id and the current timestamp.
-func NewAdminContext(now time.Time) Context {
-	return Context{
-		"user": nil, "project_id": nil, "system_scope": nil, "project": nil, "domain": nil,
-		"user_domain": nil, "project_domain": nil, "is_admin": true, "read_only": false,
-		"show_deleted": false, "auth_token": nil, "request_id": NewRequestID(),
-		"global_request_id": nil, "resource_uuid": nil, "roles": []any{},
-		"user_identity": "- - - - -", "is_admin_project": true, "user_id": nil,
-		"read_deleted": "no", "remote_address": nil, "timestamp": FormatTimestamp(now),
-		"quota_class": nil, "user_name": nil, "service_catalog": []any{}, "project_name": nil,
-	}
-}

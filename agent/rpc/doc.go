@@ -19,7 +19,7 @@
 //		rpc.Endpoint{Version: "6.1", Methods: map[string]rpc.HandlerFunc{"get_console_output": h}},
 //		rpc.Endpoint{Namespace: "baseapi", Version: "1.1", Methods: map[string]rpc.HandlerFunc{"ping": ping}})
 //	go conn.Serve(ctx, rpc.Target{Topic: "compute", Server: host}, d)
-//	res, err := conn.Call(ctx, rpc.Target{Topic: "conductor", Version: "3.0"}, rpc.NewAdminContext(time.Now()),
+//	res, err := conn.Call(ctx, rpc.Target{Topic: "conductor", Version: "3.0"}, conductor.AdminContext(time.Now(), conductor.NewRequestID()),
 //		"object_class_action_versions", args, 0)
 //
 // Tests use rpctest.Broker (WithDialer) and rpctest.RunConformance.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nova-container-agent/nova-container-agent/agent/conductor"
 	"github.com/nova-container-agent/nova-container-agent/agent/rpc"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -271,7 +272,7 @@ func TestGoClientCallsPythonServer(t *testing.T) {
 	c := realConn(t, "nca-test-goclient")
 	ctx := t.Context()
 	tgt := rpc.Target{Topic: topic, Server: "h1", Version: "6.0"}
-	res, err := c.Call(ctx, rpc.Target{Topic: topic, Namespace: "baseapi", Version: "1.0"}, rpc.NewAdminContext(time.Now()), "ping", map[string]any{"arg": "1.21 GigaWatts"}, 10*time.Second)
+	res, err := c.Call(ctx, rpc.Target{Topic: topic, Namespace: "baseapi", Version: "1.0"}, conductor.AdminContext(time.Now(), conductor.NewRequestID()), "ping", map[string]any{"arg": "1.21 GigaWatts"}, 10*time.Second)
 	if err != nil || string(res) != `{"service":"python","arg":"1.21 GigaWatts"}` {
 		t.Fatalf("ping python: %s %v", res, err)
 	}

@@ -28,7 +28,7 @@ func runCompute(ctx context.Context, cfg *config.Config, log *slog.Logger, lc *a
 	cond := conductor.New(agent.ConductorTransport{RPC: conn, Timeout: time.Duration(d.RPCResponseTimeout) * time.Second},
 		conductor.WithLogger(log))
 	log.Info("waiting for nova-conductor")
-	if err := cond.WaitReady(ctx, rpc.NewAdminContext(time.Now())); err != nil {
+	if err := cond.WaitReady(ctx, conductor.AdminContext(time.Now(), conductor.NewRequestID())); err != nil {
 		return fmt.Errorf("wait for nova-conductor: %w", err)
 	}
 

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nova-container-agent/nova-container-agent/agent/conductor"
 	"github.com/nova-container-agent/nova-container-agent/agent/rpc"
 )
 
@@ -347,7 +348,7 @@ func nonNil(s []string) []string {
 // adminContext is the context neutron-server's notifier casts carry (trimmed: the agent does
 // not look at it).
 func adminContext() rpc.Context {
-	c := rpc.NewAdminContext(time.Now())
+	c := conductor.AdminContext(time.Now(), conductor.NewRequestID())
 	c["tenant_id"], c["tenant_name"] = nil, nil
 	return c
 }

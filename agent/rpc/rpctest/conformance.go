@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nova-container-agent/nova-container-agent/agent/conductor"
 	"github.com/nova-container-agent/nova-container-agent/agent/rpc"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -564,7 +565,7 @@ func testCallCast(t *testing.T, h Harness) {
 	ep := newTestEndpoints()
 	serve(t, server, rpc.Target{Topic: topic, Server: "host1"}, ep.dispatcher("host1"))
 	ctx := testCtx(t, 30*time.Second)
-	rctx := rpc.NewAdminContext(time.Now())
+	rctx := rpc.Context(conductor.AdminContext(time.Now(), conductor.NewRequestID()))
 	rctx["nca_extra"] = map[string]any{"k": []any{"v"}}
 	for _, srv := range []string{"", "host1"} {
 		res, err := client.Call(ctx, rpc.Target{Topic: topic, Server: srv, Version: "6.0"}, rctx, "echo", map[string]any{"n": 1, "s": "é"}, 10*time.Second)

@@ -126,7 +126,7 @@ func flood(ctx context.Context, conn *rpc.Conn, host string, n, c int, out io.Wr
 	t := rpc.Target{Exchange: "nova", Topic: "compute", Server: host, Namespace: "baseapi", Version: "1.0"}
 	ping := func() (time.Duration, error) {
 		t0 := time.Now()
-		res, err := conn.Call(ctx, t, rpc.NewAdminContext(time.Now()), "ping", map[string]any{"arg": "nca-bench"}, 30*time.Second)
+		res, err := conn.Call(ctx, t, conductor.AdminContext(time.Now(), conductor.NewRequestID()), "ping", map[string]any{"arg": "nca-bench"}, 30*time.Second)
 		if err == nil && len(res) == 0 {
 			err = errors.New("empty ping reply")
 		}
@@ -209,7 +209,7 @@ func casts(ctx context.Context, conn *rpc.Conn, url, host string, n int, out io.
 	}
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		if err := conn.Cast(ctx, t, rpc.NewAdminContext(time.Now()), "ping", map[string]any{"arg": "nca-bench"}); err != nil {
+		if err := conn.Cast(ctx, t, conductor.AdminContext(time.Now(), conductor.NewRequestID()), "ping", map[string]any{"arg": "nca-bench"}); err != nil {
 			return fmt.Errorf("cast %d: %w", i, err)
 		}
 	}
