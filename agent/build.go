@@ -79,20 +79,6 @@ type Lifecycle struct {
 	SnapshotDir string
 }
 
-// buildError carries a message for the instance fault that an operator can act on.
-type buildError struct {
-	msg string
-	err error
-}
-
-func (e *buildError) Error() string {
-	if e.err == nil {
-		return e.msg
-	}
-	return e.msg + ": " + e.err.Error()
-}
-func (e *buildError) Unwrap() error { return e.err }
-
 // buildAborted is nova's BuildAbortException: the fault nova-api shows reads
 // "Build of instance <uuid> aborted: <reason>".
 func buildAborted(uuid, reason string, err error) error {

@@ -61,12 +61,10 @@ func (e *instanceEvents) pop(instance, key string, ev ExternalEvent) bool {
 	return true
 }
 
-// ExternalEventHook handles events that need more than waking a waiter (network-changed,
-// network-vif-deleted): the network layer sets it.
-type ExternalEventHook func(ctx context.Context, rctx map[string]any, inst *objects.Instance, ev ExternalEvent) error
-
-// opExternalInstanceEvent is external_instance_event: wake registered waiters, and pass events
-// that change state to the hook, like nova's ComputeManager.external_instance_event.
+// opExternalInstanceEvent is external_instance_event: wake the waiters registered for it, like
+// nova's ComputeManager.external_instance_event. Events that would refresh state here
+// (network-changed, network-vif-deleted, power-update, volume-extended) are logged: the info
+// cache is rebuilt from neutron by the operations that need it.
 func (m *Manager) opExternalInstanceEvent(ctx context.Context, req *rpc.Request, _ *objects.Instance) (any, error) {
 	var rawInsts, rawEvents []json.RawMessage
 	if err := json.Unmarshal(req.Args["instances"], &rawInsts); err != nil {
@@ -75,19 +73,16 @@ func (m *Manager) opExternalInstanceEvent(ctx context.Context, req *rpc.Request,
 	if err := json.Unmarshal(req.Args["events"], &rawEvents); err != nil {
 		return nil, &rpc.Failure{Module: rpc.ModuleBuiltins, Class: "ValueError", Message: "external_instance_event: events must be a list"}
 	}
-	insts := map[string]*objects.Instance{}
+	// The instances are validated like nova's deserialiser would; the events name their own.
 	for _, r := range rawInsts {
 		o, err := objects.ObjectFrom(r)
 		if err != nil {
 			return nil, fmt.Errorf("external_instance_event: %w", err)
 		}
-		in, err := objects.AsInstance(o)
-		if err != nil {
+		if _, err := objects.AsInstance(o); err != nil {
 			return nil, fmt.Errorf("external_instance_event: %w", err)
 		}
-		insts[in.UUID()] = in
 	}
-	rctx := map[string]any(req.Context)
 	for _, r := range rawEvents {
 		o, err := objects.ObjectFrom(r)
 		if err != nil {
@@ -99,16 +94,9 @@ func (m *Manager) opExternalInstanceEvent(ctx context.Context, req *rpc.Request,
 		}
 		e := ExternalEvent{Name: ev.EventName(), Tag: ev.Tag(), Status: ev.Status()}
 		log := m.log.With("instance", ev.InstanceUUID(), "event", ev.Key(), "status", e.Status, "request_id", req.Context.RequestID())
-		inst := insts[ev.InstanceUUID()]
 		switch e.Name {
 		case "network-changed", "network-vif-deleted", "power-update", "volume-extended":
-			if m.eventHook != nil && inst != nil {
-				if err := m.eventHook(ctx, rctx, inst, e); err != nil {
-					log.Warn("handle external event", "err", err)
-				}
-				continue
-			}
-			log.Debug("external event has no handler on this host")
+			log.Debug("external event needs no action on this host")
 		default:
 			if !m.events.pop(ev.InstanceUUID(), ev.Key(), e) {
 				// Nova logs the same: an event nobody waits for is normal after a restart or

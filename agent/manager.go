@@ -65,9 +65,8 @@ type Manager struct {
 	computeNode *objects.ComputeNode
 	failedBuild int
 	// locks serialise lifecycle operations per instance, as nova's utils.synchronized(uuid) does.
-	locks     keyedMutex
-	events    instanceEvents
-	eventHook ExternalEventHook
+	locks  keyedMutex
+	events instanceEvents
 
 	lc       *Lifecycle
 	builds   sync.WaitGroup
@@ -84,9 +83,6 @@ func (m *Manager) SetLifecycle(lc *Lifecycle) {
 	m.lc = lc
 	m.buildSem = make(chan struct{}, n)
 }
-
-// SetExternalEventHook installs the handler for network-changed and similar events.
-func (m *Manager) SetExternalEventHook(h ExternalEventHook) { m.eventHook = h }
 
 // Wait blocks until builds running in the background have finished.
 func (m *Manager) Wait() { m.builds.Wait() }

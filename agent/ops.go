@@ -146,14 +146,7 @@ func (m *Manager) opStop(ctx context.Context, req *rpc.Request, inst *objects.In
 	if err := m.lc.Driver.PowerOff(ctx, uuid, timeout); err != nil {
 		return nil, fmt.Errorf("power off %s: %w", uuid, err)
 	}
-	p, err := m.powerState(ctx, uuid)
-	if err != nil {
-		return nil, err
-	}
-	inst.SetPowerState(p)
-	inst.SetVMState(objects.VMStopped)
-	inst.SetTaskState(objects.TaskNone)
-	return nil, m.cond.InstanceSave(ctx, map[string]any(req.Context), inst, tasks(expected...))
+	return nil, m.settle(ctx, map[string]any(req.Context), inst, objects.VMStopped, expected...)
 }
 
 func (m *Manager) opStart(ctx context.Context, req *rpc.Request, inst *objects.Instance) (any, error) {
@@ -161,14 +154,7 @@ func (m *Manager) opStart(ctx context.Context, req *rpc.Request, inst *objects.I
 	if err := m.lc.Driver.PowerOn(ctx, uuid, m.replug(inst)); err != nil {
 		return nil, fmt.Errorf("power on %s: %w", uuid, err)
 	}
-	p, err := m.powerState(ctx, uuid)
-	if err != nil {
-		return nil, err
-	}
-	inst.SetPowerState(p)
-	inst.SetVMState(objects.VMActive)
-	inst.SetTaskState(objects.TaskNone)
-	return nil, m.cond.InstanceSave(ctx, map[string]any(req.Context), inst, tasks(objects.TaskPoweringOn))
+	return nil, m.settle(ctx, map[string]any(req.Context), inst, objects.VMActive, objects.TaskPoweringOn)
 }
 
 // opReboot is reboot_instance with nova's task-state steps; a soft reboot is a clean restart
@@ -216,21 +202,26 @@ func (m *Manager) opReboot(ctx context.Context, req *rpc.Request, inst *objects.
 	return nil, m.cond.InstanceSave(ctx, rctx, inst, conductor.SaveOptions{})
 }
 
-// simpleOp runs a driver call and records the resulting power state and vm_state.
-func (m *Manager) simpleOp(ctx context.Context, req *rpc.Request, inst *objects.Instance,
-	do func(context.Context, string) error, vm objects.VMState, expected objects.TaskState) error {
-	uuid := inst.UUID()
-	if err := do(ctx, uuid); err != nil {
-		return err
-	}
-	p, err := m.powerState(ctx, uuid)
+// settle ends an operation as every nova driver call does: the power state read back from the
+// container, the new vm_state, no task, saved against the task state the operation expects.
+func (m *Manager) settle(ctx context.Context, rctx map[string]any, inst *objects.Instance, vm objects.VMState, expected ...objects.TaskState) error {
+	p, err := m.powerState(ctx, inst.UUID())
 	if err != nil {
 		return err
 	}
 	inst.SetPowerState(p)
 	inst.SetVMState(vm)
 	inst.SetTaskState(objects.TaskNone)
-	return m.cond.InstanceSave(ctx, map[string]any(req.Context), inst, tasks(expected))
+	return m.cond.InstanceSave(ctx, rctx, inst, tasks(expected...))
+}
+
+// simpleOp runs a driver call and settles the instance in vm.
+func (m *Manager) simpleOp(ctx context.Context, req *rpc.Request, inst *objects.Instance,
+	do func(context.Context, string) error, vm objects.VMState, expected objects.TaskState) error {
+	if err := do(ctx, inst.UUID()); err != nil {
+		return err
+	}
+	return m.settle(ctx, map[string]any(req.Context), inst, vm, expected)
 }
 
 func (m *Manager) opPause(ctx context.Context, req *rpc.Request, inst *objects.Instance) (any, error) {

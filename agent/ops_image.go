@@ -88,15 +88,8 @@ func (m *Manager) opRebuild(ctx context.Context, req *rpc.Request, inst *objects
 	if err := rb.Rebuild(ctx, sp, m.replug(inst)); err != nil {
 		return nil, fmt.Errorf("rebuild %s: %w", uuid, err)
 	}
-	p, err := m.powerState(ctx, uuid)
-	if err != nil {
-		return nil, err
-	}
-	inst.SetPowerState(p)
-	inst.SetVMState(objects.VMActive)
-	inst.SetTaskState(objects.TaskNone)
 	inst.SetLaunchedAt(time.Now())
-	if err := m.cond.InstanceSave(ctx, rctx, inst, tasks(objects.TaskRebuildSpawning)); err != nil {
+	if err := m.settle(ctx, rctx, inst, objects.VMActive, objects.TaskRebuildSpawning); err != nil {
 		return nil, err
 	}
 	if wasStopped {

@@ -86,13 +86,6 @@ func (m *Manager) Heartbeat(ctx context.Context) error {
 	return nil
 }
 
-// ServiceDisabled reports the operator's disabled flag from the last service record seen.
-func (m *Manager) ServiceDisabled() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.service != nil && m.service.Disabled()
-}
-
 func isJSONNull(raw json.RawMessage) bool {
 	s := string(raw)
 	return len(raw) == 0 || s == "null"
