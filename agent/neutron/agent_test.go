@@ -274,6 +274,7 @@ func TestUnboundPortGoesDead(t *testing.T) {
 	e.start()
 	for _, c := range cases {
 		name := e.plug(c.id, "fa:16:3e:00:00:0"+c.id[len(c.id)-1:])
+		e.waitCached(name)
 		if err := e.agent.Resync(e.ctx, c.id); !errors.Is(err, ErrNotBound) {
 			t.Errorf("%s: Resync = %v, want ErrNotBound", c.id, err)
 		}

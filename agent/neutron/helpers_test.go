@@ -158,6 +158,25 @@ func (e *env) plug(id, mac string) string {
 	return name
 }
 
+// waitCached waits until the client's monitor cache shows port name with the ofport the fake
+// vswitchd assigns: the agent scans that cache, and a Resync issued before it shows the port
+// answers ErrPortNotFound (the production path then picks the port up at the next poll).
+func (e *env) waitCached(name string) {
+	e.t.Helper()
+	e.waitFor("port "+name+" in the OVSDB cache with an ofport", func() bool {
+		recs, err := e.ovsc.ListPorts(e.ctx)
+		if err != nil {
+			return false
+		}
+		for _, r := range recs {
+			if r.Name == name && r.OFPort > 0 {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 func (e *env) tag(name string) int {
 	e.t.Helper()
 	p, err := e.ovsc.LookupPort(e.ctx, name)
