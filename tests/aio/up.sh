@@ -443,15 +443,24 @@ phase_docker() {
 	fi
 	[[ -s /etc/docker/daemon.json ]] || { mkdir -p /etc/docker && echo '{ "live-restore": true }' >/etc/docker/daemon.json; }
 	if ! ctr version >/dev/null 2>&1; then
-		ensure_service containerd - -- /usr/sbin/containerd
+		# Debian ships containerd in /usr/bin and dockerd in /usr/sbin: resolve, never assume.
+		ensure_service containerd - -- "$(command -v containerd)"
 		wait_for containerd 30 ctr version
 	fi
-	ensure_service dockerd - /etc/docker/daemon.json -- /usr/sbin/dockerd --containerd=/run/containerd/containerd.sock
+	ensure_service dockerd - /etc/docker/daemon.json -- "$(command -v dockerd)" --containerd=/run/containerd/containerd.sock
 	wait_for dockerd 60 docker info
 }
 
 # ---------------------------------------------------------------- lxcfs
 phase_lxcfs() {
+	# A dead lxcfs (host restarted under us, or killed) leaves its FUSE mount in the table
+	# with nothing serving it: every stat says "transport endpoint is not connected".
+	# Nothing can use it again, so it is detached before a fresh lxcfs mounts there.
+	if grep -q ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts && ! stat /var/lib/lxcfs >/dev/null 2>&1; then
+		say "lxcfs: stale FUSE mount on /var/lib/lxcfs (no lxcfs behind it), detaching"
+		umount -l /var/lib/lxcfs
+		rm -f "$AIO_RUN/lxcfs.adopted"
+	fi
 	if mountpoint -q /var/lib/lxcfs; then
 		if ! owned_pid lxcfs >/dev/null && [[ ! -f $AIO_RUN/lxcfs.adopted ]]; then
 			say "lxcfs: already mounted on /var/lib/lxcfs, adopting it"
