@@ -77,6 +77,10 @@ type Lifecycle struct {
 	ImageWriter ImageWriter
 	// SnapshotDir holds snapshots while they are built.
 	SnapshotDir string
+	// Replug, when set, is connected to the manager by SetLifecycle: the driver is built
+	// before the manager but needs it to re-plug a guest that rebooted itself into a new
+	// sandbox namespace (driver.WithReplug).
+	Replug *ReplugHook
 }
 
 // buildAborted is nova's BuildAbortException: the fault nova-api shows reads

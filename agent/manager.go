@@ -82,6 +82,9 @@ func (m *Manager) SetLifecycle(lc *Lifecycle) {
 	}
 	m.lc = lc
 	m.buildSem = make(chan struct{}, n)
+	if lc.Replug != nil {
+		lc.Replug.m.Store(m)
+	}
 }
 
 // Wait blocks until builds running in the background have finished.

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nova-container-agent/nova-container-agent/agent/conductor"
 
 	"github.com/nova-container-agent/nova-container-agent/driver/vif"
 	"github.com/nova-container-agent/nova-container-agent/ovs"
@@ -72,4 +76,35 @@ func (p *Plugger) Unplug(ctx context.Context, instanceUUID string, vifs []VIF) e
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ReplugHook hands the driver's replug requests to the manager once it exists.
+type ReplugHook struct{ m atomic.Pointer[Manager] }
+
+// Replug satisfies driver.Replug.
+func (h *ReplugHook) Replug(ctx context.Context, uuid, netns string) error {
+	m := h.m.Load()
+	if m == nil {
+		return fmt.Errorf("replug %s: the compute manager is not running yet", uuid)
+	}
+	return m.Replug(ctx, uuid, netns)
+}
+
+// Replug plugs an instance's ports, as its info cache records them, into netns: the sandbox
+// namespace the driver found new when it restarted a guest on its own. The ports are bound
+// and active already; only the wiring is redone.
+func (m *Manager) Replug(ctx context.Context, uuid, netns string) error {
+	if m.lc == nil {
+		return fmt.Errorf("replug %s: no container lifecycle", uuid)
+	}
+	actx := conductor.AdminContext(time.Now(), conductor.NewRequestID())
+	inst, err := m.cond.InstanceGetByUUID(ctx, actx, uuid, []string{"info_cache"})
+	if err != nil {
+		return fmt.Errorf("replug %s: %w", uuid, err)
+	}
+	if inst.Host() != m.opts.Host {
+		return fmt.Errorf("replug %s: instance is on host %q, not %q", uuid, inst.Host(), m.opts.Host)
+	}
+	m.log.Info("guest restarted into a new sandbox namespace: re-plugging its ports", "instance", uuid, "netns", netns)
+	return m.replug(inst)(ctx, netns)
 }

@@ -49,6 +49,7 @@ type Driver struct {
 	goarch    string
 	caps      Capabilities
 	diskProbe bool // trust xfs backing as pquota-capable
+	replug    Replug
 
 	mu    sync.Mutex
 	locks map[string]*instLock
@@ -91,6 +92,17 @@ func WithLXCFSCheck(f func(dir string) error) Option { return func(d *Driver) { 
 // WithRequireLXCFS makes Spawn fail with ErrLXCFS when lxcfs is not mounted,
 // instead of booting the instance without the /proc overlays.
 func WithRequireLXCFS(require bool) Option { return func(d *Driver) { d.requireFS = require } }
+
+// Replug wires instance id's ports into a new, empty sandbox namespace. The
+// driver calls it when it restarts a guest on its own (an in-guest reboot)
+// and finds the sandbox was restarted since the last plug: only the caller
+// knows the instance's ports.
+type Replug func(ctx context.Context, id, netns string) error
+
+// WithReplug sets the plug step used when an operation was given no
+// PlugFunc. Without it such an instance boots with no interfaces (and a
+// warning) after a sandbox restart.
+func WithReplug(f Replug) Option { return func(d *Driver) { d.replug = f } }
 
 // WithArch sets the architecture of the sandbox binary (default runtime.GOARCH).
 func WithArch(goarch string) Option { return func(d *Driver) { d.goarch = goarch } }
@@ -390,6 +402,9 @@ func (d *Driver) ensureSandbox(ctx context.Context, id string, plug PlugFunc) er
 		return nil
 	}
 	ns := filepath.Join(d.procRoot, strconv.Itoa(c.State.Pid), "ns", "net")
+	if plug == nil && d.replug != nil {
+		plug = func(ctx context.Context, netns string) error { return d.replug(ctx, id, netns) }
+	}
 	if plug == nil {
 		d.log.WarnContext(ctx, "sandbox has a new network namespace and no plug callback was given: ports are not wired", "instance", id, "netns", ns)
 		return nil

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -296,6 +297,60 @@ func TestGuestRebootPoweroffCrash(t *testing.T) {
 	}
 	if st := e.state1(t, uuid1); st.Power != spec.Crashed {
 		t.Errorf("after crash %+v", st)
+	}
+}
+
+// A sandbox restarted while its guest runs leaves the guest in the old namespace; the guest's
+// next own reboot joins the new, empty one, so the driver must plug it through WithReplug.
+func TestGuestRebootAfterSandboxRestartReplugs(t *testing.T) {
+	type call struct{ id, netns string }
+	calls := make(chan call, 4)
+	e := newEnv(t, driver.WithReplug(func(_ context.Context, id, netns string) error {
+		calls <- call{id, netns}
+		return nil
+	}))
+	ctx := context.Background()
+	if err := e.d.Spawn(ctx, inst(uuid1), func(context.Context, string) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := watch(t, e.d)
+	time.Sleep(50 * time.Millisecond) // let Watch subscribe
+
+	// An in-guest reboot with the same sandbox needs no plug.
+	if err := e.f.GuestExit("nca-"+uuid1, spec.ExitReboot); err != nil {
+		t.Fatal(err)
+	}
+	if ev := waitKind(t, ch, driver.EventRebooted); ev.Err != nil {
+		t.Fatalf("reboot event %+v", ev)
+	}
+	select {
+	case c := <-calls:
+		t.Fatalf("replug called with the same sandbox: %+v", c)
+	default:
+	}
+
+	sb := "nca-" + uuid1 + "-sandbox"
+	if _, err := e.f.ContainerKill(ctx, sb, client.ContainerKillOptions{Signal: "SIGKILL"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.f.ContainerStart(ctx, sb, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, sbPid, _ := e.inspect(t, sb)
+	if err := e.f.GuestExit("nca-"+uuid1, spec.ExitReboot); err != nil {
+		t.Fatal(err)
+	}
+	if ev := waitKind(t, ch, driver.EventRebooted); ev.Err != nil || ev.Power != spec.Running {
+		t.Fatalf("reboot event %+v", ev)
+	}
+	select {
+	case c := <-calls:
+		want := fmt.Sprintf("/%d/ns/net", sbPid)
+		if c.id != uuid1 || !strings.HasSuffix(c.netns, want) {
+			t.Errorf("replug(%q, %q), want %s and a path ending in %s", c.id, c.netns, uuid1, want)
+		}
+	default:
+		t.Fatal("guest rebooted into a new sandbox namespace without a replug")
 	}
 }
 

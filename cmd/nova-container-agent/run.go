@@ -84,8 +84,9 @@ func buildLifecycle(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 	if c.CgroupParent != "" {
 		so.CgroupParentRoot = c.CgroupParent
 	}
+	replug := &agent.ReplugHook{}
 	drv, err := driver.New(ctx, docker, driver.WithLogger(log), driver.WithSpecOptions(so),
-		driver.WithStateDir(filepath.Join(d.StatePath, "driver")))
+		driver.WithStateDir(filepath.Join(d.StatePath, "driver")), driver.WithReplug(replug.Replug))
 	if err != nil {
 		return fail(fmt.Errorf("container driver: %w", err))
 	}
@@ -194,5 +195,6 @@ func buildLifecycle(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 		VIFPluggingTimeout: time.Duration(d.VIFPluggingTimeout) * time.Second,
 		VIFPluggingIsFatal: d.VIFPluggingIsFatal,
 		ShutdownTimeout:    time.Duration(c.StopTimeout) * time.Second,
+		Replug:             replug,
 	}, l2, cleanup, nil
 }
