@@ -90,7 +90,7 @@ type Result struct {
 	Partitions     []PartitionReport
 	RootPartition  int // 0: filesystem on the whole disk
 	RootReason     string
-	Filesystem     string // "ext4", "ext3", "ext2"
+	Filesystem     string // the root reader's Kind: "ext4", "ext3", "ext2"
 	FilesystemUUID string
 	OS             rootfs.Facts
 	Family         rootfs.Family
@@ -140,20 +140,23 @@ func Convert(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, opts .
 	if cfg.adapt {
 		plan = rootfs.NewPlan(res.OS)
 	}
-	stats, err := rootfs.Write(ctx, extFS{fsys}, w, plan)
+	stats, err := rootfs.Write(ctx, fsys, w, plan)
 	if stats != nil {
 		res.Stats, res.Actions = stats, stats.Applied
 		res.Entries, res.DataBytes, res.TarBytes = stats.Entries, stats.DataBytes, stats.TarBytes
 	}
 	if err != nil {
-		return res, classify(fmt.Errorf("write layer: %w", err))
+		return res, classify(fsys.Classify(fmt.Errorf("write layer: %w", err)))
 	}
 	return res, nil
 }
 
-// classify adds the package-boundary sentinel matching a subpackage error.
+// classify adds the package-boundary sentinel matching a subpackage error (once: an error
+// already carrying one is returned as is).
 func classify(err error) error {
 	switch {
+	case errors.Is(err, ErrInvalidImage), errors.Is(err, ErrUnsupportedImage):
+		return err
 	case errors.Is(err, qcow2.ErrCorrupt), errors.Is(err, disk.ErrCorrupt), errors.Is(err, ext4.ErrCorrupt),
 		errors.Is(err, rootfs.ErrUnsafe), errors.Is(err, qcow2.ErrNotQCOW2), errors.Is(err, ext4.ErrNotExt):
 		return fmt.Errorf("%w: %w", ErrInvalidImage, err)
@@ -181,10 +184,78 @@ func otherFormat(r io.ReaderAt) string {
 	return ""
 }
 
+// rootFS is a root filesystem candidate: what the walker reads (rootfs.FS) plus what Convert
+// reports about it. Each reader in readers() returns one.
+type rootFS interface {
+	rootfs.FS
+	// Kind names the filesystem as Result.Filesystem reports it ("ext4", "xfs", ...).
+	Kind() string
+	// UUID is the filesystem UUID in its usual text form ("" if it has none).
+	UUID() string
+	// Warnings says what the layer cannot include faithfully, e.g. an ext journal that still
+	// needs recovery; Convert copies them into Result.Warnings when this filesystem is the root.
+	Warnings() []string
+	// Classify wraps an error from this reader with ErrInvalidImage (corrupt input) or
+	// ErrUnsupportedImage (a feature it cannot read), so callers can tell them apart without
+	// knowing the reader's own sentinels. Other errors come back unchanged.
+	Classify(err error) error
+}
+
+// openFunc opens the filesystem that fills r (size bytes). Its errors are classified the way
+// rootFS.Classify does (ErrInvalidImage / ErrUnsupportedImage wrapped around its own sentinel).
+type openFunc func(r io.ReaderAt, size int64) (rootFS, error)
+
+// readers maps a probed filesystem type to the reader that opens it. A type missing here but
+// listed in unreadable() is refused with *UnsupportedFilesystemError.
+func readers() map[disk.FSType]openFunc {
+	return map[disk.FSType]openFunc{
+		disk.FSExt2: openExt,
+		disk.FSExt3: openExt,
+		disk.FSExt4: openExt,
+		// One line per additional reader, its openFunc in its own file images/<fs>fs.go, e.g.
+		// disk.FSXFS: openXFS, (images/xfsfs.go). A type listed here is read even if
+		// unreadable() names it too.
+	}
+}
+
+// unreadable reports whether t may hold a root this converter has no reader for: it is then
+// named in an *UnsupportedFilesystemError rather than passed over silently.
+func unreadable(t disk.FSType) bool {
+	switch t {
+	case disk.FSXFS, disk.FSLVM2, disk.FSBtrfs, disk.FSLUKS, disk.FSRAID:
+		return true
+	}
+	return false
+}
+
+// extRoot is an ext2/3/4 filesystem as a root candidate.
+type extRoot struct{ extFS }
+
+var _ rootFS = extRoot{}
+
+func openExt(r io.ReaderAt, size int64) (rootFS, error) {
+	fsys, err := ext4.Open(r, size)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return extRoot{extFS{fsys}}, nil
+}
+
+func (e extRoot) Kind() string { return e.fs.Kind() }
+func (e extRoot) UUID() string { return e.fs.UUID() }
+func (e extRoot) Warnings() []string {
+	if e.fs.NeedsRecovery() {
+		return []string{"ext journal needs recovery (image taken from a running system): changes still in the journal are not included"}
+	}
+	return nil
+}
+func (e extRoot) Classify(err error) error { return classify(err) }
+
 type candidate struct {
 	idx   int // index into res.Partitions
-	fs    *ext4.FS
+	fs    rootFS
 	facts rootfs.Facts
+	size  int64
 	score int
 	why   string
 }
@@ -192,7 +263,7 @@ type candidate struct {
 // chooseRoot reads the partition table and picks the root filesystem by content: /sbin/init and
 // os-release count most, then the GPT root type, then size. The partition index means nothing:
 // a GPT image with BIOS boot, /boot and / in partition 3 must work.
-func chooseRoot(dev io.ReaderAt, size int64, cfg config, res *Result) (*ext4.FS, error) {
+func chooseRoot(dev io.ReaderAt, size int64, cfg config, res *Result) (rootFS, error) {
 	tab, err := disk.ReadTable(dev, size)
 	if err != nil {
 		return nil, classify(fmt.Errorf("read partition table: %w", err))
@@ -203,9 +274,62 @@ func chooseRoot(dev io.ReaderAt, size int64, cfg config, res *Result) (*ext4.FS,
 	if tab.Type == disk.TableNone {
 		parts = []disk.Partition{{Number: 0, Start: 0, Size: size, Role: disk.RoleLinux}}
 	}
+	open := readers()
 	var cands []candidate
 	var unsupported []PartitionReport
 	var lastErr error
+	// consider opens the filesystem of one report's bytes and, if it reads, scores it as a
+	// root candidate.
+	consider := func(rep PartitionReport, r io.ReaderAt, size int64) {
+		res.Partitions = append(res.Partitions, rep)
+		idx := len(res.Partitions) - 1
+		opener, ok := open[rep.FS]
+		switch {
+		case ok:
+		case unreadable(rep.FS):
+			res.Partitions[idx].Note = "not readable: " + string(rep.FS)
+			unsupported = append(unsupported, res.Partitions[idx])
+			return
+		default:
+			res.Partitions[idx].Note = "no root filesystem: " + string(rep.FS)
+			return
+		}
+		fsys, err := opener(r, size)
+		if err != nil {
+			res.Partitions[idx].Note = fmt.Sprintf("unreadable %s filesystem: %v", rep.FS, err)
+			lastErr = err
+			return
+		}
+		facts, err := rootfs.Inspect(fsys)
+		if err != nil {
+			res.Partitions[idx].Note = fmt.Sprintf("unreadable %s filesystem: %v", rep.FS, err)
+			lastErr = fsys.Classify(err)
+			return
+		}
+		c := candidate{idx: idx, fs: fsys, facts: facts, size: size}
+		var why []string
+		if facts.HasInit {
+			c.score += 4
+			why = append(why, "/sbin/init")
+		}
+		if facts.HasOSRelease {
+			c.score += 4
+			why = append(why, "os-release ("+facts.OSID+")")
+		}
+		switch rep.Role {
+		case disk.RoleRoot:
+			c.score += 2
+			why = append(why, "GPT root type")
+		case disk.RoleLinux:
+			c.score++
+		}
+		if cfg.partition != 0 {
+			why = append(why, "requested")
+		}
+		c.why = fmt.Sprint(why)
+		res.Partitions[idx].Note = fsys.Kind() + " filesystem; root evidence: " + c.why
+		cands = append(cands, c)
+	}
 	for _, p := range parts {
 		rep := PartitionReport{Partition: p}
 		sec := io.NewSectionReader(dev, p.Start, p.Size)
@@ -224,59 +348,13 @@ func chooseRoot(dev io.ReaderAt, size int64, cfg config, res *Result) (*ext4.FS,
 		if err != nil {
 			return nil, fmt.Errorf("probe partition %d: %w", p.Number, err)
 		}
-		res.Partitions = append(res.Partitions, rep)
-		idx := len(res.Partitions) - 1
-		switch {
-		case rep.FS.IsExt():
-		case rep.FS == disk.FSXFS, rep.FS == disk.FSLVM2, rep.FS == disk.FSBtrfs, rep.FS == disk.FSLUKS, rep.FS == disk.FSRAID:
-			res.Partitions[idx].Note = "not readable: " + string(rep.FS)
-			unsupported = append(unsupported, res.Partitions[idx])
-			continue
-		default:
-			res.Partitions[idx].Note = "no root filesystem: " + string(rep.FS)
-			continue
-		}
-		fsys, err := ext4.Open(sec, p.Size)
-		if err != nil {
-			res.Partitions[idx].Note = "unreadable ext filesystem: " + err.Error()
-			lastErr = err
-			continue
-		}
-		facts, err := rootfs.Inspect(extFS{fsys})
-		if err != nil {
-			res.Partitions[idx].Note = "unreadable ext filesystem: " + err.Error()
-			lastErr = err
-			continue
-		}
-		c := candidate{idx: idx, fs: fsys, facts: facts}
-		var why []string
-		if facts.HasInit {
-			c.score += 4
-			why = append(why, "/sbin/init")
-		}
-		if facts.HasOSRelease {
-			c.score += 4
-			why = append(why, "os-release ("+facts.OSID+")")
-		}
-		switch p.Role {
-		case disk.RoleRoot:
-			c.score += 2
-			why = append(why, "GPT root type")
-		case disk.RoleLinux:
-			c.score++
-		}
-		if cfg.partition != 0 {
-			why = append(why, "requested")
-		}
-		c.why = fmt.Sprint(why)
-		res.Partitions[idx].Note = "ext filesystem; root evidence: " + c.why
-		cands = append(cands, c)
+		consider(rep, sec, p.Size)
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
 		if cands[i].score != cands[j].score {
 			return cands[i].score > cands[j].score
 		}
-		return res.Partitions[cands[i].idx].Size > res.Partitions[cands[j].idx].Size
+		return cands[i].size > cands[j].size
 	})
 	if len(cands) > 0 && (cands[0].facts.LooksLikeRoot() || cfg.partition != 0) {
 		c := cands[0]
@@ -285,9 +363,7 @@ func chooseRoot(dev io.ReaderAt, size int64, cfg config, res *Result) (*ext4.FS,
 		res.Partitions[c.idx].Note = "root: " + c.why
 		res.Filesystem, res.FilesystemUUID = c.fs.Kind(), c.fs.UUID()
 		res.OS, res.Family = c.facts, c.facts.Family
-		if c.fs.NeedsRecovery() {
-			res.Warnings = append(res.Warnings, "ext journal needs recovery (image taken from a running system): changes still in the journal are not included")
-		}
+		res.Warnings = append(res.Warnings, c.fs.Warnings()...)
 		for _, u := range unsupported {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("partition %d (%s) not included: no reader", u.Number, u.FS))
 		}
