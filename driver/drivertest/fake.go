@@ -533,6 +533,50 @@ func (f *Fake) ContainerRemove(ctx context.Context, ref string, o client.Contain
 	return client.ContainerRemoveResult{}, nil
 }
 
+// ContainerUpdate implements driver.DockerAPI with dockerd's rule that a
+// zero value leaves a limit unchanged, and its check that the swap limit is
+// not below the memory limit.
+func (f *Fake) ContainerUpdate(ctx context.Context, ref string, o client.ContainerUpdateOptions) (client.ContainerUpdateResult, error) {
+	if err := ctx.Err(); err != nil {
+		return client.ContainerUpdateResult{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.lookup(ref)
+	if err != nil {
+		return client.ContainerUpdateResult{}, err
+	}
+	if o.Resources == nil {
+		return client.ContainerUpdateResult{}, nil
+	}
+	r, cur := *o.Resources, &c.host.Resources
+	mem, swap := cur.Memory, cur.MemorySwap
+	if r.Memory != 0 {
+		mem = r.Memory
+	}
+	if r.MemorySwap != 0 {
+		swap = r.MemorySwap
+	}
+	if mem > 0 && swap > 0 && swap < mem {
+		return client.ContainerUpdateResult{}, invalid("Minimum memoryswap limit should be larger than memory limit, see usage")
+	}
+	cur.Memory, cur.MemorySwap = mem, swap
+	if r.CPUPeriod != 0 {
+		cur.CPUPeriod = r.CPUPeriod
+	}
+	if r.CPUQuota != 0 {
+		cur.CPUQuota = r.CPUQuota
+	}
+	if r.CpusetCpus != "" {
+		cur.CpusetCpus = r.CpusetCpus
+	}
+	if r.PidsLimit != nil {
+		p := *r.PidsLimit
+		cur.PidsLimit = &p
+	}
+	return client.ContainerUpdateResult{}, nil
+}
+
 // ContainerInspect implements driver.DockerAPI.
 func (f *Fake) ContainerInspect(ctx context.Context, ref string, _ client.ContainerInspectOptions) (client.ContainerInspectResult, error) {
 	if err := ctx.Err(); err != nil {
