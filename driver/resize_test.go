@@ -252,4 +252,3 @@ func TestPlanResize(t *testing.T) {
 		t.Fatalf("nil host config: %v", err)
 	}
 }
-
