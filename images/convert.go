@@ -212,6 +212,7 @@ func readers() map[disk.FSType]openFunc {
 		disk.FSExt2: openExt,
 		disk.FSExt3: openExt,
 		disk.FSExt4: openExt,
+		disk.FSXFS:  openXFS,
 		// One line per additional reader, its openFunc in its own file images/<fs>fs.go, e.g.
 		// disk.FSXFS: openXFS, (images/xfsfs.go). A type listed here is read even if
 		// unreadable() names it too.

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds the XFS test images of this directory (root: the tree is filled through a loop mount,
+# which is how test data gets every feature a real system leaves on disk; the reader itself never
+# mounts). For each variant NAME it writes NAME.img.gz and NAME.tar.gz, the GNU tar of the mounted
+# tree (--numeric-owner --xattrs --xattrs-include='*'), which the tests compare the reader with.
+#   v5:       mkfs.xfs defaults (crc, ftype, sparse inodes, bigtime, 4 KiB blocks, 512-byte inodes)
+#   v5-1k:    1 KiB blocks, 8 KiB directory blocks, large extent counts (nrext64)
+set -euo pipefail
+cd "$(dirname "$0")"
+out=$PWD
+export TEST_DEV=1 TEST_DIR=1 QA_CHECK_FS=1 # let mkfs.xfs make a filesystem under 300 MB
+
+fill() {
+	local m=$1 i
+	cd "$m"
+	mkdir -p etc d5 d40 d200 d5000 attrs
+	printf 'ID=rocky\nVERSION_ID="9.4"\n' >etc/os-release
+	for i in $(seq 1 5); do echo "$i" >"d5/f$i"; done
+	for i in $(seq 1 40); do echo "$i" >"d40/file-$i"; done
+	for i in $(seq 1 200); do echo "$i" >"d200/a-longer-file-name-$i"; done
+	for i in $(seq 1 5000); do : >"d5000/entry-number-$i"; done
+	rm d5000/entry-number-{100..199} # free space inside data blocks
+	echo small >small
+	seq 1 60000 >random
+	# Sparse: a hole, 4 KiB of data, a hole, data at the end.
+	xfs_io -f -c "pwrite -S 0x61 65536 4096" -c "pwrite -S 0x62 1048576 100" sparse >/dev/null
+	# Fragmented into a B+tree extent map: 200 separate 4 KiB extents with holes between.
+	for i in $(seq 0 199); do xfs_io -f -c "pwrite -S $((i % 250 + 1)) $((i * 8192)) 4096" fragmented >/dev/null; done
+	# Unwritten (fallocated) ranges around written data, and preallocation past EOF.
+	xfs_io -f -c "falloc 0 262144" -c "pwrite -S 0x63 100000 5000" -c "falloc -k 262144 65536" prealloc >/dev/null
+	ln -s small shortlink
+	ln -s "/$(printf 'very-long-directory-name-%02d/' $(seq 1 30))target" longlink
+	ln random hardlink
+	mkfifo fifo
+	mknod chardev c 4 5
+	mknod blockdev b 259 70000
+	chown 1000:1001 small
+	chmod 4755 random
+	touch -d '2038-06-01 12:34:56.123456789' small   # past 2038: bigtime
+	touch -h -d '1999-12-31 23:59:59.5' shortlink
+	setfattr -n user.short -v hello small
+	setfattr -n trusted.note -v t small
+	seq -s, 1 2000 >/tmp/xfs-big-value
+	setfattr -n user.big -v "$(cat /tmp/xfs-big-value)" random
+	rm /tmp/xfs-big-value
+	for i in $(seq 1 30); do setfattr -n "user.leaf-$i" -v "value-$i" attrs; done
+	: >attrs/node
+	for i in $(seq 1 400); do setfattr -n "user.node-attribute-number-$i" -v "value-$i-$(printf '%040d' "$i")" attrs/node; done
+	setfacl -m u:1234:rw,g:2345:r small
+	setfacl -d -m u:1234:rwx,o::- d5
+	setcap cap_net_raw+ep random
+	cd /
+}
+
+make_variant() {
+	local name=$1 size=$2; shift 2
+	local img="/tmp/xfs-$name.img" mnt
+	rm -f "$img"
+	mkfs.xfs -q -f -L testvol "$@" -d file,name="$img",size="$size"
+	mnt=$(mktemp -d)
+	mount -o loop "$img" "$mnt"
+	fill "$mnt" || { umount "$mnt"; exit 1; }
+	tar --numeric-owner --xattrs --xattrs-include='*' -C "$mnt" -cf - . | gzip -9n >"$out/$name.tar.gz"
+	umount "$mnt"
+	rmdir "$mnt"
+	gzip -9n <"$img" >"$out/$name.img.gz"
+	rm -f "$img"
+}
+
+make_variant v5 48m
+make_variant v5-1k 48m -b size=1024 -n size=8192 -i nrext64=1
+ls -la "$out"
