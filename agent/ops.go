@@ -38,6 +38,13 @@ func (m *Manager) instanceOps() map[string]OpHandler {
 		"rebuild_instance":   m.opRebuild,
 		"get_diagnostics":    m.opDiagnostics,
 		"snapshot_instance":  m.opSnapshot,
+		// Resize and cold migration on this same host (ops_resize.go).
+		"prep_resize":          m.opPrepResize,
+		"resize_instance":      m.opResizeInstance,
+		"finish_resize":        m.opFinishResize,
+		"confirm_resize":       m.opConfirmResize,
+		"revert_resize":        m.opRevertResize,
+		"finish_revert_resize": m.opFinishRevertResize,
 	} {
 		ops[name] = h
 	}
