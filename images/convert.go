@@ -223,7 +223,7 @@ func readers() map[disk.FSType]openFunc {
 // named in an *UnsupportedFilesystemError rather than passed over silently.
 func unreadable(t disk.FSType) bool {
 	switch t {
-	case disk.FSXFS, disk.FSLVM2, disk.FSBtrfs, disk.FSLUKS, disk.FSRAID:
+	case disk.FSLVM2, disk.FSBtrfs, disk.FSLUKS, disk.FSRAID:
 		return true
 	}
 	return false

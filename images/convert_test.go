@@ -275,7 +275,6 @@ func TestUnsupportedFilesystems(t *testing.T) {
 		off int
 		sig string
 	}{
-		{disk.FSXFS, 0, "XFSB"},
 		{disk.FSBtrfs, 0x10040, "_BHRfS_M"},
 		{disk.FSLVM2, 512, "LABELONE\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00LVM2 001"},
 	} {

@@ -100,3 +100,14 @@ func TestConvertXFSDamaged(t *testing.T) {
 		t.Errorf("truncated image: %v, want ErrInvalidImage", err)
 	}
 }
+
+// TestConvertXFSBareMagic: a partition with the XFS magic but no valid superblock behind it is
+// reported as an invalid image (no root found), not as an unsupported filesystem.
+func TestConvertXFSBareMagic(t *testing.T) {
+	b := make([]byte, 1<<20)
+	copy(b, "XFSB")
+	err := convertBytes(b)
+	if !errors.Is(err, ErrNoRootFilesystem) || !errors.Is(err, ErrInvalidImage) || errors.Is(err, ErrUnsupportedFilesystem) {
+		t.Errorf("bare XFS magic: %v", err)
+	}
+}

@@ -121,8 +121,10 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 				return nil, fmt.Errorf("v4 superblock with the CRC feature: %w", ErrCorrupt)
 			}
 		}
+	case 1, 2, 3:
+		return nil, fmt.Errorf("superblock version %d (IRIX-era): %w", f.version, ErrUnsupported)
 	default:
-		return nil, fmt.Errorf("superblock version %d: %w", f.version, ErrUnsupported)
+		return nil, fmt.Errorf("superblock version %d: %w", f.version, ErrCorrupt)
 	}
 	f.blockSize = int64(be.Uint32(sb[4:]))
 	f.dblocks = be.Uint64(sb[8:])
