@@ -50,8 +50,19 @@ func (p *Plugger) Plug(ctx context.Context, instanceUUID, netnsPath string, vifs
 		if err != nil {
 			return fmt.Errorf("plan port %s: %w", v.ID, err)
 		}
-		if _, err := p.Plumber.Plug(ctx, netnsPath, plan); err != nil {
+		outcome, err := p.Plumber.Plug(ctx, netnsPath, plan)
+		if err != nil {
 			return err
+		}
+		if outcome == vif.Created || outcome == vif.Recreated {
+			// A new host-end device under an existing bridge row (the sandbox namespace was
+			// lost with its veth, e.g. by a host or dockerd restart): OVS's userspace datapath
+			// keeps polling the dead device and never reads the new one, so the guest can
+			// receive but not send. Only removing the row and adding it again, in separate
+			// transactions, makes ovs-vswitchd open the device anew.
+			if err := p.OVS.DeletePort(ctx, plan.HostName()); err != nil {
+				return fmt.Errorf("detach stale port %s from the integration bridge: %w", v.ID, err)
+			}
 		}
 		spec := ovs.PortSpec{Name: plan.HostName(), PortID: v.ID, MAC: plan.MAC, InstanceUUID: instanceUUID}
 		if err := p.OVS.AddPort(ctx, spec); err != nil {

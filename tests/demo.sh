@@ -75,6 +75,15 @@ if ! openstack server show "$SERVER" >/dev/null 2>&1; then
 	say "ACTIVE after $(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN{printf "%.1f", a-b}') s"
 fi
 status=$(openstack server show "$SERVER" -f value -c status)
+if [[ $status == SHUTOFF ]]; then
+	say "$SERVER was shut off (host restarted?): starting it"
+	openstack server start "$SERVER"
+	for _ in $(seq 60); do
+		status=$(openstack server show "$SERVER" -f value -c status)
+		[[ $status == SHUTOFF ]] || break
+		sleep 1
+	done
+fi
 [[ $status == ACTIVE ]] || die "$SERVER is $status: $(openstack server show "$SERVER" -f value -c fault)"
 ADDR=$(openstack server show "$SERVER" -f json -c addresses |
 	/usr/bin/python3 -c 'import json,sys; a=json.load(sys.stdin)["addresses"]; print(list(a.values())[0][0])')

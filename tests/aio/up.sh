@@ -505,6 +505,9 @@ report_interval = 10
 state_path = $NCA_AIO_DIR/agent
 instances_path = $NCA_AIO_DIR/agent/instances
 my_ip = 127.0.0.1
+# A container host brings its guests back after a reboot, network first (nova's default, false,
+# leaves them SHUTOFF for the operator to start).
+resume_guests_state_on_host_boot = true
 [oslo_concurrency]
 lock_path = $NCA_AIO_DIR/agent/lock
 [placement]
