@@ -280,12 +280,13 @@ stripes = ["pv0", 2, "pv0", 3]
 // FuzzOpen feeds arbitrary bytes as a PV: Open, then every readable LV is read in full. It must
 // end with an error or data, never a panic, and never read more than the input holds.
 func FuzzOpen(f *testing.F) {
-	f.Add(synth{size: 32 << 10, mdaSize: 8 << 10, text: vgText(0, "")}.build())
+	// Inputs stay small: the fuzzer minimizes every new input byte by byte.
+	f.Add(synth{size: 10 << 10, mdaSize: 4 << 10, text: vgText(0, "")}.build())
 	for _, lvs := range []string{
 		linearLV("root", [3]int{0, 2, 1}, [3]int{2, 1, 0}),
 		typedLV("pool", "thin-pool", `metadata = "m"`, true),
 	} {
-		f.Add(synth{size: 32 << 10, mdaSize: 8 << 10, text: tinyExtents(vgText(3, lvs))}.build())
+		f.Add(synth{size: 10 << 10, mdaSize: 4 << 10, text: tinyExtents(vgText(3, lvs))}.build())
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		vg, err := Open(bytes.NewReader(data), int64(len(data)))
@@ -308,11 +309,11 @@ func FuzzOpen(f *testing.F) {
 	})
 }
 
-// tinyExtents turns vgText's 1 MiB extents from 1 MiB into 4 KiB extents from 16 KiB, so a VG
-// fits a fuzz input of a few KiB.
+// tinyExtents turns vgText's 1 MiB extents from 1 MiB into 512-byte extents from 8 KiB, so a
+// VG fits a fuzz input of a few KiB.
 func tinyExtents(text string) string {
-	text = strings.Replace(text, "extent_size = 2048", "extent_size = 8", 1)
-	return strings.Replace(text, "pe_start = 2048", "pe_start = 32", 1)
+	text = strings.Replace(text, "extent_size = 2048", "extent_size = 1", 1)
+	return strings.Replace(text, "pe_start = 2048", "pe_start = 16", 1)
 }
 
 // FuzzMetadataText feeds arbitrary metadata text (past the checksums FuzzOpen's mutations rarely
