@@ -11,6 +11,7 @@ import (
 
 	"github.com/nova-container-agent/nova-container-agent/images/disk"
 	"github.com/nova-container-agent/nova-container-agent/images/ext4"
+	"github.com/nova-container-agent/nova-container-agent/images/lvm"
 	"github.com/nova-container-agent/nova-container-agent/images/qcow2"
 	"github.com/nova-container-agent/nova-container-agent/images/rootfs"
 )
@@ -34,12 +35,18 @@ var ErrUnsupportedImage = errors.New("unsupported disk image")
 type UnsupportedFilesystemError struct {
 	FS        disk.FSType
 	Partition int // 0: the whole disk
+	// Volume names the LVM logical volume ("vg/lv") when the refused thing is one, and Reason
+	// says why it is not readable (a thin volume, a snapshot, RAID, …).
+	Volume, Reason string
 }
 
 func (e *UnsupportedFilesystemError) Error() string {
 	where := "the whole disk"
 	if e.Partition > 0 {
 		where = fmt.Sprintf("partition %d", e.Partition)
+	}
+	if e.Volume != "" {
+		return fmt.Sprintf("%s: LV %s (%s) in the LVM PV on %s", ErrUnsupportedFilesystem, e.Volume, e.Reason, where)
 	}
 	return fmt.Sprintf("%s: %s on %s", ErrUnsupportedFilesystem, e.FS, where)
 }
@@ -76,9 +83,13 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 func WithCacheBytes(n int64) Option { return func(c *config) { c.cacheBytes = n } }
 
 // PartitionReport is one partition as Convert saw it.
+//
+// A row with LV set is a logical volume of an LVM volume group: its Partition is the LVM physical
+// volume holding the LV's first extent, except Size, which is the LV's.
 type PartitionReport struct {
 	disk.Partition
 	FS   disk.FSType
+	LV   string // "vg/lv" for a logical volume, "" for a partition
 	Note string // why it was or was not chosen
 }
 
@@ -90,6 +101,7 @@ type Result struct {
 	Partitions     []PartitionReport
 	RootPartition  int // 0: filesystem on the whole disk
 	RootReason     string
+	RootLV         string // "vg/lv" when the root is an LVM logical volume (in RootPartition)
 	Filesystem     string // the root reader's Kind: "ext4", "ext3", "ext2"
 	FilesystemUUID string
 	OS             rootfs.Facts
@@ -157,10 +169,11 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, ErrInvalidImage), errors.Is(err, ErrUnsupportedImage):
 		return err
-	case errors.Is(err, qcow2.ErrCorrupt), errors.Is(err, disk.ErrCorrupt), errors.Is(err, ext4.ErrCorrupt),
+	case errors.Is(err, qcow2.ErrCorrupt), errors.Is(err, disk.ErrCorrupt), errors.Is(err, ext4.ErrCorrupt), errors.Is(err, lvm.ErrCorrupt),
 		errors.Is(err, rootfs.ErrUnsafe), errors.Is(err, qcow2.ErrNotQCOW2), errors.Is(err, ext4.ErrNotExt):
 		return fmt.Errorf("%w: %w", ErrInvalidImage, err)
-	case errors.Is(err, qcow2.ErrUnsupported), errors.Is(err, ext4.ErrUnsupported):
+	case errors.Is(err, qcow2.ErrUnsupported), errors.Is(err, ext4.ErrUnsupported), errors.Is(err, lvm.ErrUnsupported),
+		errors.Is(err, lvm.ErrMissingPV):
 		return fmt.Errorf("%w: %w", ErrUnsupportedImage, err)
 	}
 	return err
@@ -279,11 +292,17 @@ func chooseRoot(dev io.ReaderAt, size int64, cfg config, res *Result) (rootFS, e
 	var cands []candidate
 	var unsupported []PartitionReport
 	var lastErr error
+	var pvs []lvmPV
 	// consider opens the filesystem of one report's bytes and, if it reads, scores it as a
 	// root candidate.
 	consider := func(rep PartitionReport, r io.ReaderAt, size int64) {
 		res.Partitions = append(res.Partitions, rep)
 		idx := len(res.Partitions) - 1
+		defer func() {
+			if rep.LV != "" {
+				res.Partitions[idx].Note = "LV " + rep.LV + ": " + res.Partitions[idx].Note
+			}
+		}()
 		opener, ok := open[rep.FS]
 		switch {
 		case ok:
@@ -349,7 +368,33 @@ func chooseRoot(dev io.ReaderAt, size int64, cfg config, res *Result) (rootFS, e
 		if err != nil {
 			return nil, fmt.Errorf("probe partition %d: %w", p.Number, err)
 		}
+		if rep.FS == disk.FSLVM2 {
+			// Its logical volumes are considered once every PV of the disk is known: a volume
+			// group may span partitions.
+			pv, err := lvm.ReadPV(sec, p.Size)
+			if err != nil {
+				rep.Note = "unreadable LVM physical volume: " + err.Error()
+				res.Partitions = append(res.Partitions, rep)
+				lastErr = classify(fmt.Errorf("LVM physical volume on partition %d: %w", p.Number, err))
+				continue
+			}
+			rep.Note = "LVM physical volume " + pv.UUID
+			res.Partitions = append(res.Partitions, rep)
+			pvs = append(pvs, lvmPV{pv: pv, row: len(res.Partitions) - 1})
+			for _, w := range pv.Warnings() {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("LVM PV %s: %s", pv.UUID, w))
+			}
+			continue
+		}
 		consider(rep, sec, p.Size)
+	}
+	if len(pvs) > 0 {
+		var lvUnsupported []PartitionReport
+		lvUnsupported, err = considerLVs(pvs, res, consider)
+		unsupported = append(unsupported, lvUnsupported...)
+		if err != nil {
+			lastErr = err
+		}
 	}
 	sort.SliceStable(cands, func(i, j int) bool {
 		if cands[i].score != cands[j].score {
@@ -360,12 +405,19 @@ func chooseRoot(dev io.ReaderAt, size int64, cfg config, res *Result) (rootFS, e
 	if len(cands) > 0 && (cands[0].facts.LooksLikeRoot() || cfg.partition != 0) {
 		c := cands[0]
 		p := res.Partitions[c.idx]
-		res.RootPartition, res.RootReason = p.Number, c.why
+		res.RootPartition, res.RootReason, res.RootLV = p.Number, c.why, p.LV
 		res.Partitions[c.idx].Note = "root: " + c.why
+		if p.LV != "" {
+			res.Partitions[c.idx].Note = "root: LV " + p.LV + ": " + c.why
+		}
 		res.Filesystem, res.FilesystemUUID = c.fs.Kind(), c.fs.UUID()
 		res.OS, res.Family = c.facts, c.facts.Family
 		res.Warnings = append(res.Warnings, c.fs.Warnings()...)
 		for _, u := range unsupported {
+			if u.LV != "" {
+				res.Warnings = append(res.Warnings, fmt.Sprintf("LV %s not included: %s", u.LV, u.Note))
+				continue
+			}
 			res.Warnings = append(res.Warnings, fmt.Sprintf("partition %d (%s) not included: no reader", u.Number, u.FS))
 		}
 		return c.fs, nil
@@ -379,10 +431,89 @@ func chooseRoot(dev io.ReaderAt, size int64, cfg config, res *Result) (rootFS, e
 			return unsupported[i].Size > unsupported[j].Size
 		})
 		u := unsupported[0]
-		return nil, &UnsupportedFilesystemError{FS: u.FS, Partition: u.Number}
+		ufe := &UnsupportedFilesystemError{FS: u.FS, Partition: u.Number}
+		if u.LV != "" {
+			ufe.Volume, ufe.Reason = u.LV, u.Note
+		}
+		return nil, ufe
 	}
 	if lastErr != nil {
 		return nil, classify(fmt.Errorf("%w: %w", ErrNoRootFilesystem, lastErr))
 	}
 	return nil, fmt.Errorf("%w among %d partitions (%s table)", ErrNoRootFilesystem, len(parts), tab.Type)
+}
+
+// lvmPV is an LVM physical volume found on a partition (or the whole disk) and its report row.
+type lvmPV struct {
+	pv  *lvm.PV
+	row int // index into Result.Partitions
+}
+
+// considerLVs assembles the volume groups of the disk's PVs and hands each visible, readable
+// logical volume to consider as a root candidate, the way a partition is. It returns the rows
+// of LVs that exist but cannot be read (thin, snapshot, RAID, …: refused like an unreadable
+// filesystem if nothing else is a root), and the error that kept a VG or LV from being read.
+func considerLVs(pvs []lvmPV, res *Result, consider func(PartitionReport, io.ReaderAt, int64)) ([]PartitionReport, error) {
+	list := make([]*lvm.PV, len(pvs))
+	rowOf := map[string]int{} // PV uuid → report row
+	for i, p := range pvs {
+		list[i] = p.pv
+		rowOf[p.pv.UUID] = p.row
+	}
+	vgs, err := lvm.Assemble(list...)
+	if err != nil {
+		for _, p := range pvs {
+			res.Partitions[p.row].Note += ": volume groups unreadable: " + err.Error()
+		}
+		return nil, classify(fmt.Errorf("assemble LVM volume groups: %w", err))
+	}
+	var unsupported []PartitionReport
+	var lastErr error
+	for _, vg := range vgs {
+		for _, p := range vg.PVs {
+			if row, ok := rowOf[p.UUID]; ok {
+				res.Partitions[row].Note += " of VG " + vg.Name
+			}
+		}
+		for _, m := range vg.Missing() {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("LVM VG %s: PV %s is not on this disk", vg.Name, m))
+		}
+		for _, lv := range vg.LVs() {
+			rep := PartitionReport{LV: lv.FullName()}
+			// The row stands in the partition holding the LV's first extent.
+			row := pvs[0].row
+			if len(lv.Segments) > 0 && len(lv.Segments[0].Stripes) > 0 {
+				for _, p := range vg.PVs {
+					if r, ok := rowOf[p.UUID]; ok && p.Name == lv.Segments[0].Stripes[0].PV {
+						row = r
+					}
+				}
+			}
+			rep.Partition = res.Partitions[row].Partition
+			rep.Size = lv.Size
+			if !lv.Visible {
+				rep.Note = "skipped: LV " + lv.FullName() + " is LVM-internal (not visible)"
+				res.Partitions = append(res.Partitions, rep)
+				continue
+			}
+			r, err := lv.Open()
+			switch {
+			case errors.Is(err, lvm.ErrUnsupported):
+				rep.FS, rep.Note = disk.FSLVM2, "not readable: "+err.Error()
+				res.Partitions = append(res.Partitions, rep)
+				unsupported = append(unsupported, rep)
+				continue
+			case err != nil:
+				rep.Note = "not readable: " + err.Error()
+				res.Partitions = append(res.Partitions, rep)
+				lastErr = classify(err)
+				continue
+			}
+			if rep.FS, err = disk.Probe(r, lv.Size); err != nil {
+				return unsupported, fmt.Errorf("probe LV %s: %w", lv.FullName(), err)
+			}
+			consider(rep, r, lv.Size)
+		}
+	}
+	return unsupported, lastErr
 }

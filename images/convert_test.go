@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nova-container-agent/nova-container-agent/images/disk"
+	"github.com/nova-container-agent/nova-container-agent/images/lvm"
 	"github.com/nova-container-agent/nova-container-agent/images/tartest"
 )
 
@@ -276,7 +277,6 @@ func TestUnsupportedFilesystems(t *testing.T) {
 		sig string
 	}{
 		{disk.FSBtrfs, 0x10040, "_BHRfS_M"},
-		{disk.FSLVM2, 512, "LABELONE\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00LVM2 001"},
 	} {
 		b := make([]byte, 1<<20)
 		copy(b[tc.off:], tc.sig)
@@ -285,6 +285,12 @@ func TestUnsupportedFilesystems(t *testing.T) {
 		if !errors.Is(err, ErrUnsupportedFilesystem) || !errors.As(err, &ufe) || ufe.FS != tc.fs {
 			t.Errorf("%s: got %v", tc.fs, err)
 		}
+	}
+	// LVM is read now: a bare label (no checksum, no metadata) is a damaged image.
+	lvmLabel := make([]byte, 1<<20)
+	copy(lvmLabel[512:], "LABELONE\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00LVM2 001")
+	if _, err := Convert(context.Background(), bytes.NewReader(lvmLabel), 1<<20, &bytes.Buffer{}); !errors.Is(err, ErrInvalidImage) || !errors.Is(err, lvm.ErrCorrupt) {
+		t.Errorf("bare LVM label: %v", err)
 	}
 	if _, err := Convert(context.Background(), bytes.NewReader(make([]byte, 1<<20)), 1<<20, &bytes.Buffer{}); !errors.Is(err, ErrNoRootFilesystem) {
 		t.Errorf("blank disk: %v", err)
