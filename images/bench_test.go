@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -87,6 +88,40 @@ func BenchmarkConvert(b *testing.B) {
 				b.SetBytes(res.DataBytes)
 			}
 			b.ReportMetric(float64(res.Entries), "entries")
+		})
+	}
+}
+
+// BenchmarkConvertImageFile converts the qcow2 or raw images named in NCA_BENCH_IMAGES
+// (space-separated paths, e.g. the cached test images of tests/images/build.sh) to io.Discard
+// with the container adaptation on, as the agent does: the reader side of tests/bench/images.sh,
+// under the profiler (-cpuprofile, -memprofile). Without the variable it is skipped.
+func BenchmarkConvertImageFile(b *testing.B) {
+	paths := strings.Fields(os.Getenv("NCA_BENCH_IMAGES"))
+	if len(paths) == 0 {
+		b.Skip("set NCA_BENCH_IMAGES to qcow2 paths (e.g. /var/cache/nca/images/debian12-small-mbr-c.qcow2)")
+	}
+	for _, path := range paths {
+		b.Run(filepath.Base(path), func(b *testing.B) {
+			f, err := os.Open(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			st, err := f.Stat()
+			if err != nil {
+				b.Fatal(err)
+			}
+			var res *Result
+			for b.Loop() {
+				res, err = Convert(context.Background(), f, st.Size(), io.Discard)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.SetBytes(res.DataBytes)
+			}
+			b.ReportMetric(float64(res.Entries), "entries")
+			b.ReportMetric(float64(res.TarBytes)/1e6, "tarMB")
 		})
 	}
 }

@@ -6,8 +6,10 @@
 // xattrs incl. security.capability and POSIX ACLs in the binary form Docker keeps, device
 // numbers, hard links as tar links), and the adaptation rules of the image's distro family
 // (Rules) are applied as entries go by: paths dropped, files emptied or rewritten, and units
-// masked by entries appended at the end of the stream. Reading runs in one goroutine and tar
-// writing in another, so decompression and the consumer (docker import) overlap.
+// masked by entries appended at the end of the stream. The walk, the reading of file contents
+// (several files at once when the FS is a ParallelFS, within a fixed read-ahead window), the
+// tar writer and a bounded write-behind buffer run concurrently, so disk latency,
+// decompression and the consumer (docker import) overlap while memory stays bounded.
 //
 // Example:
 //

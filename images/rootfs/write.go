@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 )
 
@@ -20,8 +19,6 @@ var ErrUnsafe = errors.New("rootfs: unsafe filesystem tree")
 const (
 	maxDepth   = 1024
 	maxPathLen = 4096 // PATH_MAX: docker's untar could not create a longer path anyway
-	chunkSize  = 256 << 10
-	queueLen   = 32 // chunks in flight between reader and writer: bounds memory to ~8 MiB
 	maxRewrite = 1 << 20
 )
 
@@ -49,17 +46,11 @@ type Stats struct {
 	Applied        []Applied
 }
 
-type msg struct {
-	hdr  *tar.Header
-	data []byte
-}
-
 type walker struct {
 	ctx     context.Context
 	fsys    FS
 	plan    *Plan
-	out     chan<- msg
-	pool    *sync.Pool
+	pipe    *pipeline
 	links   map[uint64]string // inode → first name written, for inodes with several links
 	dirs    map[uint64]string // directory inodes already entered → path (cycle detection)
 	stats   *Stats
@@ -69,55 +60,29 @@ type walker struct {
 }
 
 // Write walks fsys from its root and writes a tar layer to w, applying plan on the way.
+//
+// The walk (metadata) runs in the calling goroutine; when fsys implements ParallelFS, file
+// contents are read ahead by a few workers, within a fixed memory window, and written in walk
+// order by a tar goroutine feeding a bounded write-behind buffer in front of w (see pipeline).
 func Write(ctx context.Context, fsys FS, w io.Writer, plan *Plan) (*Stats, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stats := &Stats{}
-	ch := make(chan msg, queueLen)
-	pool := &sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
-	cw := &countWriter{w: w}
-	var werr error
-	done := make(chan struct{})
-	tw := tar.NewWriter(cw)
-	go func() {
-		defer close(done)
-		for m := range ch {
-			if werr != nil {
-				continue // drain so the walker never blocks
-			}
-			if m.hdr != nil {
-				if werr = tw.WriteHeader(m.hdr); werr != nil {
-					werr = fmt.Errorf("write tar header %s: %w", m.hdr.Name, werr)
-				}
-			}
-			if m.data != nil && werr == nil {
-				if _, werr = tw.Write(m.data); werr != nil {
-					werr = fmt.Errorf("write tar data: %w", werr)
-				}
-				b := m.data[:cap(m.data)]
-				pool.Put(&b)
-			}
-			if werr != nil {
-				cancel(werr)
-			}
-		}
-	}()
-	wk := &walker{ctx: ctx, fsys: fsys, plan: plan, out: ch, pool: pool, links: map[uint64]string{},
+	workers := 0
+	if p, ok := fsys.(ParallelFS); ok {
+		workers = min(max(p.ParallelReads(), 0), maxReadWorkers)
+	}
+	pipe := startPipeline(ctx, cancel, w, workers)
+	wk := &walker{ctx: ctx, fsys: fsys, plan: plan, pipe: pipe, links: map[uint64]string{},
 		dirs: map[uint64]string{}, stats: stats, applied: map[string]*Applied{}, maxFile: fsys.Size()}
 	err := wk.walk()
 	if err == nil {
 		err = wk.appendAdditions()
 	}
-	close(ch)
-	<-done
-	// The walker's error is the cause (a writer failure reaches it as the context's cause); the
-	// tar is only finished when everything went through.
-	if err == nil && werr == nil {
-		if werr = tw.Close(); werr != nil {
-			werr = fmt.Errorf("finish tar: %w", werr)
-		}
-	}
-	stats.TarBytes = cw.n
+	// The walker's error is the cause (a writer or reader failure reaches it as the context's
+	// cause); the tar is only finished when everything went through.
+	tarBytes, werr := pipe.finish(err == nil)
+	stats.TarBytes = tarBytes
 	for _, k := range slices.Sorted(maps.Keys(wk.applied)) {
 		stats.Applied = append(stats.Applied, *wk.applied[k])
 	}
@@ -125,26 +90,6 @@ func Write(ctx context.Context, fsys FS, w io.Writer, plan *Plan) (*Stats, error
 		return stats, err
 	}
 	return stats, werr
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
-func (w *walker) send(m msg) error {
-	select {
-	case w.out <- m:
-		return nil
-	case <-w.ctx.Done():
-		return context.Cause(w.ctx)
-	}
 }
 
 func (w *walker) record(action Action, pattern, why string, bytes int64) {
@@ -341,23 +286,10 @@ func (w *walker) regular(n Node, abs string, rule Rule, ruled bool) error {
 		return err
 	}
 	hdr.Typeflag, hdr.Size = tar.TypeReg, n.Size
-	if err := w.emit(hdr); err != nil {
-		return err
-	}
+	w.stats.Entries++
 	w.stats.Files++
-	for left := n.Size; left > 0; {
-		bp := w.pool.Get().(*[]byte)
-		k := int(min(int64(len(*bp)), left))
-		if _, err := io.ReadFull(r, (*bp)[:k]); err != nil {
-			return fmt.Errorf("%s: read content: %w", abs, err)
-		}
-		if err := w.send(msg{data: (*bp)[:k]}); err != nil {
-			return err
-		}
-		left -= int64(k)
-		w.stats.DataBytes += int64(k)
-	}
-	return nil
+	w.stats.DataBytes += n.Size
+	return w.pipe.file(hdr, r, abs)
 }
 
 func (w *walker) readAll(n Node) ([]byte, error) {
@@ -374,30 +306,13 @@ func (w *walker) readAll(n Node) ([]byte, error) {
 
 func (w *walker) emit(hdr *tar.Header) error {
 	w.stats.Entries++
-	return w.send(msg{hdr: hdr})
+	return w.pipe.entry(hdr, nil)
 }
 
 func (w *walker) emitBytes(hdr *tar.Header, content []byte) error {
-	if err := w.emit(hdr); err != nil {
-		return err
-	}
-	if len(content) == 0 {
-		return nil
-	}
+	w.stats.Entries++
 	w.stats.DataBytes += int64(len(content))
-	// The writer returns data buffers to the pool; give it a copy of pool size.
-	bp := w.pool.Get().(*[]byte)
-	for len(content) > 0 {
-		k := copy(*bp, content)
-		if err := w.send(msg{data: (*bp)[:k]}); err != nil {
-			return err
-		}
-		content = content[k:]
-		if len(content) > 0 {
-			bp = w.pool.Get().(*[]byte)
-		}
-	}
-	return nil
+	return w.pipe.entry(hdr, content)
 }
 
 // header fills the metadata every entry type shares: name, permission bits, numeric owner,
