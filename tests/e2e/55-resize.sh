@@ -101,7 +101,7 @@ mig_uuid() {
 	osc --os-compute-api-version 2.59 server migration list --server "$SERVER" -f json |
 		jq -r 'sort_by(.Id) | last | .UUID'
 }
-mig_allocs() { osc resource provider allocation show "$1" -f value -c resource_provider 2>/dev/null | wc -l; }
+mig_allocs() { osc resource provider allocation show "$1" -f json | jq length; }
 events() { osc server event list "$SERVER" -f value -c Action | sort | uniq -c | awk '{print $2"x"$1}' | tr '\n' ' '; }
 
 # ------------------------------------------------------------------ boot
