@@ -5,6 +5,9 @@
 #         on the read side, no temp files, no mount.
 #   ours/Ensure  the same through store.Ensure, FILE standing in for the Glance
 #         download: spool file + sha512 verification + holdback (what the agent does).
+#   ours@REV  with BASE_REV=<commit>: the same convert+import built from that
+#         commit (git archive, nothing checked out), right after ours, so a change
+#         is measured against its parent in one run, under the same load.
 #   (a)   baseline of images.md §3: qemu-img convert -O raw, losetup -o (partition
 #         offset), mount -o ro, tar --xattrs | docker import.
 #   (b)   docker import of a ready tar of the same tree (the rootfs the disk was
@@ -14,7 +17,7 @@
 # Each stage runs under /usr/bin/time: wall, peak RSS and CPU of the client side,
 # plus dockerd's CPU (its untar runs in dockerd or a re-exec'ed child) from
 # /proc/<dockerd>/stat. Page cache is dropped before each stage (DROP_CACHES=0
-# to skip).
+# to skip). ENSURE=0 leaves out the ours/Ensure row.
 #
 # usage: tests/bench/images.sh [small|big|all] (default: every image built)
 # needs: root, tests/images/build.sh small [big], docker, qemu-img, losetup.
@@ -22,6 +25,8 @@ set -euo pipefail
 
 OUT=${NCA_IMAGES_DIR:-/var/cache/nca/images}
 DROP_CACHES=${DROP_CACHES:-1}
+BASE_REV=${BASE_REV:-}
+ENSURE=${ENSURE:-1}
 WORK=${BENCH_WORK:-/var/tmp/nca-bench-images}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -53,6 +58,13 @@ trap cleanup EXIT
 
 echo "building tests/bench/imgconvert" >&2
 (cd "$ROOT" && go build -o "$WORK/imgconvert" ./tests/bench/imgconvert)
+if [[ -n $BASE_REV ]]; then
+	echo "building tests/bench/imgconvert at $BASE_REV" >&2
+	rm -rf "$WORK/base-src" && mkdir -p "$WORK/base-src"
+	git -C "$ROOT" archive "$BASE_REV" | tar -x -C "$WORK/base-src"
+	(cd "$WORK/base-src" && go build -o "$WORK/imgconvert-base" ./tests/bench/imgconvert)
+	rm -rf "$WORK/base-src"
+fi
 
 dockerd_ticks() {
 	local pid; pid=$(pidof dockerd | awk '{print $1}')
@@ -103,10 +115,16 @@ for fl in "${flavors[@]}"; do
 		measure "$name" ours reader-only "" -- "$WORK/imgconvert" -null "$q" || true
 		measure "$name" ours "convert+import" "nca-bench/ours:$name" -- "$WORK/imgconvert" "$q" "nca-bench/ours:$name" || true
 		docker rmi "nca-bench/ours:$name" >/dev/null 2>&1 || true
-		sum=$(sha512sum "$q" | cut -d' ' -f1) # Glance's job, not timed
-		eid=00000000-0000-4000-8000-0000000000$(printf %02d $RANDOM | cut -c1-2)
-		measure "$name" "ours/Ensure" "spool+verify+imp" "nca-bench/$eid:$sum" -- env SPOOL_DIR="$WORK" "$WORK/imgconvert" -ensure "$sum" -prefix nca-bench "$q" "$eid" || true
-		docker rmi "nca-bench/$eid:$sum" >/dev/null 2>&1 || true
+		if [[ -n $BASE_REV ]]; then
+			measure "$name" "ours@$BASE_REV" "convert+import" "nca-bench/base:$name" -- "$WORK/imgconvert-base" "$q" "nca-bench/base:$name" || true
+			docker rmi "nca-bench/base:$name" >/dev/null 2>&1 || true
+		fi
+		if [[ $ENSURE == 1 ]]; then
+			sum=$(sha512sum "$q" | cut -d' ' -f1) # Glance's job, not timed
+			eid=00000000-0000-4000-8000-0000000000$(printf %02d $RANDOM | cut -c1-2)
+			measure "$name" "ours/Ensure" "spool+verify+imp" "nca-bench/$eid:$sum" -- env SPOOL_DIR="$WORK" "$WORK/imgconvert" -ensure "$sum" -prefix nca-bench "$q" "$eid" || true
+			docker rmi "nca-bench/$eid:$sum" >/dev/null 2>&1 || true
+		fi
 
 		measure "$name" "(a) loop" "qemu-img convert" "" -- qemu-img convert -O raw "$q" "$WORK/disk.raw"
 		read -r off sz < <(root_part "$WORK/disk.raw")
@@ -134,3 +152,9 @@ echo
 echo "totals (qcow2 file → tagged image; ours = convert+import, (a) = qemu-img + tar|import, (b)/(b') = import only)"
 awk -F'\t' '$3!="reader-only" && $4!="FAILED" {w[$1" "$2]+=$4; c[$1" "$2]+=$6+$7; if ($5>r[$1" "$2]) r[$1" "$2]=$5}
 	END {for (k in w) printf "%-38s wall %7.2f s   cpu(client+dockerd) %7.2f s   peakRSS %5d MB\n", k, w[k], c[k], r[k]}' "$RESULTS" | sort
+echo
+echo "goals: ours ≥ 2× faster than (a), ≤ 1.3× (b) (and (b'), the floor for the slim layer ours writes)"
+awk -F'\t' '$3!="reader-only" && $4!="FAILED" {w[$1" "$2]+=$4; imgs[$1]=1}
+	END {for (i in imgs) { o=w[i" ours"]; if (!o) continue;
+		printf "%-22s ours %7.2f s   (a)/ours %5.2f×   ours/(b) %5.2f   ours/(b'"'"') %5.2f\n", i, o,
+			w[i" (a) loop"]/o, o/w[i" (b) ready tar"], o/w[i" (b'"'"') slim tar"] }}' "$RESULTS" | sort
