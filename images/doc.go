@@ -1,16 +1,21 @@
 // Package images turns Glance QCOW2 images into VM-like container images, streamed and unmounted.
 //
-// Convert is the whole pipeline in one pass, without root, loop devices, nbd or a temporary raw
-// copy: the disk image (qcow2 via images/qcow2, or raw) → its partition table (images/disk: MBR
-// with logical partitions, GPT, or none) → the root filesystem, chosen by content (/sbin/init,
-// os-release) before GPT type and size, never by index → an inode walk of that ext2/3/4
-// filesystem (images/ext4) → a tar layer with full metadata, adapted for a container by the
-// rules of the image's distro family (images/rootfs) in the same stream.
+// Convert is the whole pipeline in one pass, without root, loop devices, nbd, device-mapper or a
+// temporary raw copy: the disk image (qcow2 via images/qcow2, or raw) → its partition table
+// (images/disk: MBR with logical partitions, GPT, or none) → the candidate filesystems: each
+// partition, and each logical volume of the LVM volume groups whose physical volumes are on the
+// disk (images/lvm reads the LVM2 labels and metadata and maps linear LVs' extents itself, no
+// activation) → the root, chosen by content (/sbin/init, os-release) before GPT type and size,
+// never by index or name → an inode walk of that filesystem (ext2/3/4 via images/ext4, XFS via
+// images/xfs; a disk.FSType → reader table in convert.go) → a tar layer with full metadata,
+// adapted for a container by the rules of the image's distro family (images/rootfs) in the same
+// stream. Result.RootLV names the root's logical volume ("rootvg/root") when it is one.
 //
-// XFS, LVM, btrfs, LUKS and md-raid roots are recognised and refused with an
-// *UnsupportedFilesystemError (errors.Is ErrUnsupportedFilesystem) naming them. Malformed or
-// hostile input ends with ErrInvalidImage (wrapping the sub-package's sentinel), within bounded
-// time and memory.
+// btrfs, LUKS and md-raid roots, and LVM volumes that are not linear (thin, snapshot, RAID,
+// mirror, cache, multi-stripe), are recognised and refused with an *UnsupportedFilesystemError
+// (errors.Is ErrUnsupportedFilesystem) naming them; an LV on a physical volume that is not on the
+// disk fails with ErrUnsupportedImage naming the PV. Malformed or hostile input ends with
+// ErrInvalidImage (wrapping the sub-package's sentinel), within bounded time and memory.
 //
 // Example:
 //
