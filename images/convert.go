@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 
 	"github.com/nova-container-agent/nova-container-agent/images/disk"
 	"github.com/nova-container-agent/nova-container-agent/images/ext4"
@@ -46,7 +47,7 @@ func (e *UnsupportedFilesystemError) Error() string {
 		where = fmt.Sprintf("partition %d", e.Partition)
 	}
 	if e.Volume != "" {
-		return fmt.Sprintf("%s: LV %s (%s) in the LVM PV on %s", ErrUnsupportedFilesystem, e.Volume, e.Reason, where)
+		return fmt.Sprintf("%s: %s (LVM PV on %s)", ErrUnsupportedFilesystem, e.Reason, where)
 	}
 	return fmt.Sprintf("%s: %s on %s", ErrUnsupportedFilesystem, e.FS, where)
 }
@@ -433,7 +434,7 @@ func chooseRoot(dev io.ReaderAt, size int64, cfg config, res *Result) (rootFS, e
 		u := unsupported[0]
 		ufe := &UnsupportedFilesystemError{FS: u.FS, Partition: u.Number}
 		if u.LV != "" {
-			ufe.Volume, ufe.Reason = u.LV, u.Note
+			ufe.Volume, ufe.Reason = u.LV, strings.TrimPrefix(u.Note, "not readable: ")
 		}
 		return nil, ufe
 	}

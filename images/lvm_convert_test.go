@@ -2,9 +2,12 @@ package images
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -226,4 +229,95 @@ func TestConvertLVM(t *testing.T) {
 			t.Errorf("VG with a PV missing: %v", err)
 		}
 	})
+}
+
+// lvmCRC is LVM's checksum: reflected CRC-32 without pre/post inversion, seed 0xf597a6cf.
+func lvmCRC(b []byte) uint32 { return ^crc32.Update(^uint32(0xf597a6cf), crc32.IEEETable, b) }
+
+// rewriteLVMText edits the committed metadata text of every metadata area of the PV in b (label
+// in sector 1, as pvcreate writes it) and fixes the checksums, the way a tool that writes
+// hostile metadata would. The new text must fit where the old one was without wrapping.
+func rewriteLVMText(t *testing.T, b []byte, edit func(string) string) {
+	t.Helper()
+	le := binary.LittleEndian
+	lab := b[512:1024]
+	if string(lab[:8]) != "LABELONE" {
+		t.Fatal("no label in sector 1")
+	}
+	h := lab[le.Uint32(lab[20:]):]
+	rest := h[40:]
+	for le.Uint64(rest) != 0 { // data areas
+		rest = rest[16:]
+	}
+	rest = rest[16:]
+	n := 0
+	for ; le.Uint64(rest) != 0; rest = rest[16:] {
+		mda, mdaSize := le.Uint64(rest), le.Uint64(rest[8:])
+		m := b[mda : mda+mdaSize]
+		off, size := le.Uint64(m[40:]), le.Uint64(m[48:])
+		text := edit(string(m[off : off+size]))
+		if off+uint64(len(text)) > mdaSize {
+			t.Fatalf("edited text does not fit")
+		}
+		copy(m[off:], text)
+		le.PutUint64(m[48:], uint64(len(text)))
+		le.PutUint32(m[56:], lvmCRC([]byte(text)))
+		le.PutUint32(m[0:], lvmCRC(m[4:512]))
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no metadata area")
+	}
+}
+
+func TestConvertLVMRefused(t *testing.T) {
+	segs := readLVMLayout(t, "debian")
+	// The debian PV with an ext4 root made of the source tree, as a whole-disk PV.
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	write(t, filepath.Join(src, "etc/os-release"), []byte("ID=debian\n"), 0o644)
+	write(t, filepath.Join(src, "sbin/init"), []byte("#!/bin/sh\n"), 0o755)
+	img := filepath.Join(dir, "root.img")
+	tartest.MkfsExt4(t, src, img, lvBytes(segs, "root"))
+	root, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pvPath := lvmPVFile(t, dir, "debian.pv")
+	fillLV(t, segs, map[string]string{"debian.pv": pvPath}, "root", root)
+	pv, err := os.ReadFile(pvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	convert := func(b []byte) (*Result, error) {
+		return Convert(t.Context(), bytes.NewReader(b), int64(len(b)), io.Discard)
+	}
+	if res, err := convert(pv); err != nil || res.RootLV != "debian-vg/root" {
+		t.Fatalf("unedited PV: %v", err)
+	}
+	// root's first segment as a thin volume: refused, and the error names the LV.
+	thin := bytes.Clone(pv)
+	rewriteLVMText(t, thin, func(s string) string {
+		return strings.Replace(s, "type = \"striped\"", "type = \"thin\"", 1)
+	})
+	_, err = convert(thin)
+	t.Logf("thin root LV: %v", err)
+	var ufe *UnsupportedFilesystemError
+	if !errors.As(err, &ufe) || ufe.Volume != "debian-vg/root" || !strings.Contains(err.Error(), `"thin"`) {
+		t.Errorf("thin root LV: %v", err)
+	}
+	// A segment pointing past the PV's extents: the image is invalid.
+	past := bytes.Clone(pv)
+	rewriteLVMText(t, past, func(s string) string {
+		return strings.Replace(s, "\"pv0\", 12", "\"pv0\", 62", 1)
+	})
+	if _, err := convert(past); !errors.Is(err, ErrInvalidImage) || !strings.Contains(err.Error(), "past its") {
+		t.Errorf("segment past the PV: %v", err)
+	}
+	// The label's checksum broken: invalid, not "no root".
+	badLabel := bytes.Clone(pv)
+	badLabel[512+40] ^= 1
+	if _, err := convert(badLabel); !errors.Is(err, ErrInvalidImage) || !strings.Contains(err.Error(), "label checksum") {
+		t.Errorf("bad label checksum: %v", err)
+	}
 }
