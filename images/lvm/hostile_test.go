@@ -354,3 +354,48 @@ func FuzzMetadataText(f *testing.F) {
 		}
 	})
 }
+
+func TestNewestMetadataWins(t *testing.T) {
+	const uuidB = "ZyXwVu9876543210ZyXwVu9876543210"
+	text := func(seqno int, lv string) string {
+		return fmt.Sprintf(`vg {
+id = "vgid00-0000-0000-0000-0000-0000-000000"
+seqno = %d
+extent_size = 2048
+physical_volumes {
+pv0 {
+id = "AbCdEf-0123-4567-89Ab-CdEf-0123-456789"
+pe_start = 2048
+pe_count = 3
+}
+pv1 {
+id = "%s"
+pe_start = 2048
+pe_count = 3
+}
+}
+logical_volumes {
+%s}
+}
+`, seqno, printUUID(uuidB), linearLV(lv, [3]int{0, 1, 0}))
+	}
+	a := synth{text: text(3, "old")}.build()
+	b := synth{text: text(5, "new"), uuid: uuidB}.build()
+	pa, err := ReadPV(bytes.NewReader(a), int64(len(a)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := ReadPV(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, order := range [][]*PV{{pa, pb}, {pb, pa}} {
+		vgs, err := Assemble(order...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vgs) != 1 || vgs[0].Seqno != 5 || vgs[0].LVs()[0].Name != "new" || len(vgs[0].Missing()) != 0 {
+			t.Errorf("VGs %+v", vgs)
+		}
+	}
+}

@@ -68,7 +68,8 @@ type PV struct {
 	warnings []string
 }
 
-// Warnings lists metadata areas that were passed over (bad checksum, ignored), newest first.
+// Warnings lists the metadata areas that were passed over because they are damaged, while
+// another area of the PV held usable metadata.
 func (pv *PV) Warnings() []string { return pv.warnings }
 
 // normUUID drops the dashes LVM prints, so label and text forms compare equal.

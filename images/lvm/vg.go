@@ -145,6 +145,7 @@ func Assemble(pvs ...*PV) ([]*VG, error) {
 		}
 		vg := vgSection(pv.meta)
 		id, _ := vg.str("id")
+		id = vg.name + "/" + id // two VGs of one name are told apart by id, and the other way round
 		b := newest[id]
 		if b == nil {
 			b = &best{}
