@@ -5,10 +5,30 @@
 # tree (--numeric-owner --xattrs --xattrs-include='*'), which the tests compare the reader with.
 #   v5:       mkfs.xfs defaults (crc, ftype, sparse inodes, bigtime, 4 KiB blocks, 512-byte inodes)
 #   v5-1k:    1 KiB blocks, 8 KiB directory blocks, large extent counts (nrext64)
+#   fuzz:     a 16 MiB v5 filesystem with one of each structure (no tar), the fuzz seed
 set -euo pipefail
 cd "$(dirname "$0")"
 out=$PWD
 export TEST_DEV=1 TEST_DIR=1 QA_CHECK_FS=1 # let mkfs.xfs make a filesystem under 300 MB
+
+# fill_small makes one of each on-disk structure, small enough to walk thousands of times.
+fill_small() {
+	cd "$1"
+	mkdir -p etc d5 d40 d200
+	printf 'ID=rocky\n' >etc/os-release
+	for i in $(seq 1 5); do echo "$i" >"d5/f$i"; done
+	for i in $(seq 1 40); do : >"d40/file-$i"; done
+	for i in $(seq 1 200); do : >"d200/a-longer-file-name-$i"; done
+	for i in $(seq 0 30); do xfs_io -f -c "pwrite -S 1 $((i * 8192)) 4096" fragmented >/dev/null; done
+	xfs_io -f -c "falloc 0 65536" -c "pwrite -S 0x63 10000 5000" prealloc >/dev/null
+	ln -s "/$(printf 'very-long-directory-name-%02d/' $(seq 1 30))target" longlink
+	mknod chardev c 4 5
+	setfattr -n user.short -v hello d5/f1
+	setfattr -n user.big -v "$(seq -s, 1 1500)" d5/f2
+	for i in $(seq 1 30); do setfattr -n "user.leaf-$i" -v "value-$i" d40; done
+	setfacl -m u:1234:rw d5/f3
+	cd /
+}
 
 fill() {
 	local m=$1 i
@@ -53,20 +73,22 @@ fill() {
 }
 
 make_variant() {
-	local name=$1 size=$2; shift 2
+	local name=$1 size=$2 filler=fill; shift 2
+	if [[ $name == fuzz ]]; then filler=fill_small; fi
 	local img="/tmp/xfs-$name.img" mnt
 	rm -f "$img"
 	mkfs.xfs -q -f -L testvol "$@" -d file,name="$img",size="$size"
 	mnt=$(mktemp -d)
 	mount -o loop "$img" "$mnt"
-	fill "$mnt" || { umount "$mnt"; exit 1; }
-	tar --numeric-owner --xattrs --xattrs-include='*' -C "$mnt" -cf - . | gzip -9n >"$out/$name.tar.gz"
+	"$filler" "$mnt" || { umount "$mnt"; exit 1; }
+	[[ $name == fuzz ]] || tar --numeric-owner --xattrs --xattrs-include='*' -C "$mnt" -cf - . | gzip -9n >"$out/$name.tar.gz"
 	umount "$mnt"
 	rmdir "$mnt"
 	gzip -9n <"$img" >"$out/$name.img.gz"
 	rm -f "$img"
 }
 
-make_variant v5 48m
-make_variant v5-1k 48m -b size=1024 -n size=8192 -i nrext64=1
+[[ ${1:-} == fuzz ]] || make_variant v5 48m
+[[ ${1:-} == fuzz ]] || make_variant v5-1k 48m -b size=1024 -n size=8192 -i nrext64=1
+make_variant fuzz 16m
 ls -la "$out"
