@@ -277,18 +277,37 @@ stripes = ["pv0", 2, "pv0", 3]
 	}
 }
 
-// FuzzOpen feeds arbitrary bytes as a PV: Open, then every readable LV is read in full. It must
-// end with an error or data, never a panic, and never read more than the input holds.
+// fuzzPV lays a fuzz input out as a 12 KiB PV: its first 512 bytes are the label sector
+// (sector 1), the rest is written at 4096, where the metadata area (header, then text) starts.
+// Keeping the input to the bytes that mean something keeps it small: the fuzzer minimizes every
+// new input byte by byte, which stalls on inputs of many KiB.
+func fuzzPV(in []byte) []byte {
+	pv := make([]byte, 12<<10)
+	copy(pv[512:1024], in)
+	if len(in) > 512 {
+		copy(pv[4096:], in[512:])
+	}
+	return pv
+}
+
+// fuzzInput is the inverse of fuzzPV for a synthesized PV.
+func fuzzInput(pv []byte) []byte {
+	return append(bytes.Clone(pv[512:1024]), bytes.TrimRight(pv[4096:8192], "\x00")...)
+}
+
+// FuzzOpen feeds arbitrary label and metadata-area bytes as a PV (see fuzzPV): Open, then every
+// readable LV is read in full. It must end with an error or data, never a panic, and never read
+// more than the PV holds.
 func FuzzOpen(f *testing.F) {
-	// Inputs stay small: the fuzzer minimizes every new input byte by byte.
-	f.Add(synth{size: 10 << 10, mdaSize: 4 << 10, text: vgText(0, "")}.build())
+	f.Add(fuzzInput(synth{size: 12 << 10, mdaSize: 4 << 10, text: vgText(0, "")}.build()))
 	for _, lvs := range []string{
 		linearLV("root", [3]int{0, 2, 1}, [3]int{2, 1, 0}),
 		typedLV("pool", "thin-pool", `metadata = "m"`, true),
 	} {
-		f.Add(synth{size: 10 << 10, mdaSize: 4 << 10, text: tinyExtents(vgText(3, lvs))}.build())
+		f.Add(fuzzInput(synth{size: 12 << 10, mdaSize: 4 << 10, text: tinyExtents(vgText(3, lvs))}.build()))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
+	f.Fuzz(func(t *testing.T, in []byte) {
+		data := fuzzPV(in)
 		vg, err := Open(bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			return
