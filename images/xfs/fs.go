@@ -175,8 +175,12 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 		// Realtime data lives on another device this image does not contain.
 		return nil, fmt.Errorf("realtime subvolume of %d blocks: %w", rblocks, ErrUnsupported)
 	}
-	if _, _, err := f.inodePos(f.rootIno); err != nil {
+	root, err := f.Inode(f.rootIno)
+	if err != nil {
 		return nil, fmt.Errorf("root inode: %w", err)
+	}
+	if !root.IsDir() {
+		return nil, fmt.Errorf("root inode %d is not a directory: %w", f.rootIno, ErrCorrupt)
 	}
 	return f, nil
 }
