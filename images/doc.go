@@ -10,6 +10,9 @@
 // images/xfs; a disk.FSType → reader table in convert.go) → a tar layer with full metadata,
 // adapted for a container by the rules of the image's distro family (images/rootfs) in the same
 // stream. Result.RootLV names the root's logical volume ("rootvg/root") when it is one.
+// Both readers give the walker the same getxattr view: POSIX ACLs as system.posix_acl_* (XFS
+// keeps them as trusted.SGI_ACL_*, which are not repeated), capabilities and other attributes as
+// stored.
 //
 // btrfs, LUKS and md-raid roots, and LVM volumes that are not linear (thin, snapshot, RAID,
 // mirror, cache, multi-stripe), are recognised and refused with an *UnsupportedFilesystemError
