@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -91,6 +92,35 @@ func buildAborted(uuid, reason string, err error) error {
 		Kwargs: map[string]any{"instance_uuid": uuid, "reason": errorMessage(reason, err), "code": 500}}
 }
 
+// rescheduled is nova's RescheduledException: the build failed on this host for a reason
+// another host may not share (the container runtime refused or lost it), so the conductor
+// may retry it on an alternate host.
+type rescheduled struct {
+	uuid, reason string
+	err          error
+}
+
+func (e *rescheduled) Error() string {
+	return fmt.Sprintf("Build of instance %s was re-scheduled: %s", e.uuid, errorMessage(e.reason, e.err))
+}
+
+func (e *rescheduled) Unwrap() error { return e.err }
+
+// fault is what the instance shows when no reschedule happens: nova records the reason alone.
+func (e *rescheduled) fault() error {
+	return &rpc.Failure{Module: rpc.ModuleNova, Class: "RescheduledException", Message: errorMessage(e.reason, e.err),
+		Kwargs: map[string]any{"instance_uuid": e.uuid, "reason": errorMessage(e.reason, e.err), "code": 500}}
+}
+
+// vifCreateFailed is nova's VirtualInterfaceCreateException: neutron did not report a port
+// plugged in time (or reported it failed). Nova aborts such builds rather than rescheduling.
+type vifCreateFailed struct{ err error }
+
+func (e *vifCreateFailed) Error() string {
+	return "Virtual Interface creation failed: " + e.err.Error()
+}
+func (e *vifCreateFailed) Unwrap() error { return e.err }
+
 func errorMessage(msg string, err error) string {
 	if err == nil {
 		return msg
@@ -141,9 +171,18 @@ func (m *Manager) doBuild(ctx context.Context, rctx map[string]any, req *rpc.Req
 		return
 	}
 	vifs, err := m.buildAndRun(ctx, rctx, req, inst, log)
-	if err != nil {
+	var resched *rescheduled
+	switch {
+	case err == nil:
+	case errors.As(err, &resched):
+		if rerr := m.reschedule(ctx, rctx, req, inst, vifs, resched, log); rerr != nil {
+			log.Warn("build not rescheduled", "reason", rerr)
+			m.failBuild(ctx, rctx, inst, vifs, resched.fault(), log)
+		}
+	default:
 		m.failBuild(ctx, rctx, inst, vifs, err, log)
-	} else {
+	}
+	if err == nil {
 		log.Info("built instance", "seconds", time.Since(start).Seconds())
 	}
 	m.mu.Lock()
@@ -242,7 +281,16 @@ func (m *Manager) buildAndRun(ctx context.Context, rctx map[string]any, req *rpc
 		return vifs, buildAborted(uuid, "invalid instance", err)
 	}
 	if err := lc.Driver.Spawn(ctx, sp, m.plugAndWait(ctx, uuid, vifs, log)); err != nil {
-		return vifs, buildAborted(uuid, "the container could not be started", err)
+		var vifErr *vifCreateFailed
+		switch {
+		case errors.As(err, &vifErr):
+			return vifs, buildAborted(uuid, "Virtual Interface creation failed", err)
+		case errors.Is(err, spec.ErrInvalid):
+			// The flavor or instance cannot be a container anywhere: retrying elsewhere is futile.
+			return vifs, buildAborted(uuid, "invalid instance", err)
+		}
+		// Anything else the driver raises is nova's RescheduledException.
+		return vifs, &rescheduled{uuid: uuid, reason: "the container could not be started", err: err}
 	}
 	st, err := lc.Driver.GetState(ctx, uuid)
 	if err != nil {
@@ -288,11 +336,11 @@ func (m *Manager) plugAndWait(ctx context.Context, uuid string, vifs []VIF, log 
 			select {
 			case ev := <-ch:
 				if ev.Status == "failed" && lc.VIFPluggingIsFatal {
-					return fmt.Errorf("neutron reported plugging port %s failed", port)
+					return &vifCreateFailed{fmt.Errorf("neutron reported plugging port %s failed", port)}
 				}
 			case <-deadline.C:
 				if lc.VIFPluggingIsFatal {
-					return fmt.Errorf("timed out after %s waiting for network-vif-plugged of port %s", lc.VIFPluggingTimeout, port)
+					return &vifCreateFailed{fmt.Errorf("timed out after %s waiting for network-vif-plugged of port %s", lc.VIFPluggingTimeout, port)}
 				}
 				log.Warn("timed out waiting for network-vif-plugged; continuing (vif_plugging_is_fatal=false)", "port", port)
 				return nil
@@ -304,29 +352,100 @@ func (m *Manager) plugAndWait(ctx context.Context, uuid string, vifs []VIF, log 
 	}
 }
 
+// errNoRetry: the scheduler gave no retry information (the build was forced onto this host,
+// or [scheduler] max_attempts is 1), so nova does not reschedule.
+var errNoRetry = errors.New("no retry information in filter_properties: rescheduling is disabled for this build")
+
+// reschedule is _do_build_and_run_instance's RescheduledException branch: release what this
+// host took (container, ports, placement allocation), hand the instance back to scheduling
+// and cast build_instances to the conductor with the remaining alternate hosts. The
+// conductor tries the next alternate, or sets ERROR with MaxRetriesExceeded when none is left.
+// It returns an error, having changed nothing the caller's failBuild cannot finish, when no
+// reschedule is possible.
+func (m *Manager) reschedule(ctx context.Context, rctx map[string]any, req *rpc.Request, inst *objects.Instance, vifs []VIF, cause *rescheduled, log *slog.Logger) error {
+	var filter map[string]any
+	if raw, ok := req.Args["filter_properties"]; ok && !isJSONNull(raw) {
+		if err := json.Unmarshal(raw, &filter); err != nil {
+			return fmt.Errorf("decode filter_properties: %w", err)
+		}
+	}
+	retry, ok := filter["retry"].(map[string]any)
+	if !ok {
+		return errNoRetry
+	}
+	// What the conductor logs and, at the end, shows as the fault.
+	retry["exc"] = []string{"Traceback (most recent call last):\n", "  (raised by nova-container-agent)\n",
+		"nova.exception.RescheduledException: " + cause.Error() + "\n"}
+	retry["exc_reason"] = errorMessage(cause.reason, cause.err)
+	log.Info("rescheduling the build", "reason", retry["exc_reason"])
+
+	m.releaseBuild(ctx, rctx, inst, vifs, log)
+	nilOutHostAndNode(inst)
+	inst.SetTaskState(objects.TaskScheduling)
+	if err := m.cond.InstanceSave(ctx, rctx, inst, conductor.SaveOptions{}); err != nil {
+		return fmt.Errorf("hand the instance back to scheduling: %w", err)
+	}
+	// Unclaim before the cast so that an alternate host can claim the resources.
+	m.deleteAllocations(ctx, inst.UUID(), log)
+
+	args := map[string]any{"instances": []any{inst.Object}, "filter_properties": filter}
+	for _, k := range []string{"image", "admin_password", "injected_files", "requested_networks", "security_groups", "request_spec"} {
+		if raw, ok := req.Args[k]; ok {
+			args[k] = raw
+		} else {
+			args[k] = nil
+		}
+	}
+	hostList := json.RawMessage("[]")
+	if raw, ok := req.Args["host_list"]; ok && !isJSONNull(raw) {
+		hostList = raw
+	}
+	args["host_lists"] = []json.RawMessage{hostList}
+	if err := m.cond.BuildInstances(ctx, rctx, args); err != nil {
+		return err
+	}
+	return nil
+}
+
+// releaseBuild gives back what a failed build took on this host: the container and its
+// sandbox, the ports' wiring, and the ports themselves (deleted if nova created them,
+// unbound otherwise).
+func (m *Manager) releaseBuild(ctx context.Context, rctx map[string]any, inst *objects.Instance, vifs []VIF, log *slog.Logger) {
+	if m.lc == nil {
+		return
+	}
+	uuid := inst.UUID()
+	if err := m.lc.Driver.Destroy(ctx, uuid); err != nil {
+		log.Warn("remove container of failed build", "err", err)
+	}
+	if len(vifs) > 0 {
+		if err := m.lc.Plugger.Unplug(ctx, uuid, vifs); err != nil {
+			log.Warn("unplug ports of failed build", "err", err)
+		}
+	}
+	uctx := cloud.WithUserToken(ctx, stringOf(rctx["auth_token"]))
+	net := &networkAPI{neutron: m.lc.Neutron, host: m.opts.Host, bridge: m.lc.Bridge}
+	if err := net.deallocate(uctx, uuid, vifs); err != nil {
+		log.Warn("release ports of failed build", "err", err)
+	}
+}
+
+// nilOutHostAndNode is _nil_out_instance_obj_host_and_node: a build that failed here leaves
+// the instance on no host, hence in no host aggregate and no availability zone.
+func nilOutHostAndNode(inst *objects.Instance) {
+	inst.SetHost("")
+	inst.SetNode("")
+	inst.SetLaunchedOn("")
+	inst.SetAvailabilityZone("")
+}
+
 // failBuild is the tail of _do_build_and_run_instance's exception handling.
 func (m *Manager) failBuild(ctx context.Context, rctx map[string]any, inst *objects.Instance, vifs []VIF, buildErr error, log *slog.Logger) {
 	uuid := inst.UUID()
 	log.Error("build failed", "err", buildErr)
-	if m.lc != nil {
-		if err := m.lc.Driver.Destroy(ctx, uuid); err != nil {
-			log.Warn("remove container of failed build", "err", err)
-		}
-		if len(vifs) > 0 {
-			if err := m.lc.Plugger.Unplug(ctx, uuid, vifs); err != nil {
-				log.Warn("unplug ports of failed build", "err", err)
-			}
-		}
-		uctx := cloud.WithUserToken(ctx, stringOf(rctx["auth_token"]))
-		net := &networkAPI{neutron: m.lc.Neutron, host: m.opts.Host, bridge: m.lc.Bridge}
-		if err := net.deallocate(uctx, uuid, vifs); err != nil {
-			log.Warn("release ports of failed build", "err", err)
-		}
-	}
+	m.releaseBuild(ctx, rctx, inst, vifs, log)
 	m.addFault(ctx, rctx, uuid, buildErr)
-	inst.SetHost("")
-	inst.SetNode("")
-	inst.SetLaunchedOn("")
+	nilOutHostAndNode(inst)
 	inst.SetVMState(objects.VMError)
 	inst.SetTaskState(objects.TaskNone)
 	if err := m.cond.InstanceSave(ctx, rctx, inst, conductor.SaveOptions{}); err != nil {

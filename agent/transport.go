@@ -12,6 +12,7 @@ import (
 // Caller is the part of an oslo RPC connection the conductor transport uses.
 type Caller interface {
 	Call(ctx context.Context, t rpc.Target, rctx rpc.Context, method string, args map[string]any, timeout time.Duration) (json.RawMessage, error)
+	Cast(ctx context.Context, t rpc.Target, rctx rpc.Context, method string, args map[string]any) error
 }
 
 var _ Caller = (*rpc.Conn)(nil)
@@ -27,6 +28,7 @@ type ConductorTransport struct {
 var (
 	_ conductor.Caller           = ConductorTransport{}
 	_ conductor.NamespacedCaller = ConductorTransport{}
+	_ conductor.TaskCaster       = ConductorTransport{}
 )
 
 // Call implements conductor.Caller.
@@ -37,6 +39,11 @@ func (t ConductorTransport) Call(ctx context.Context, rctx map[string]any, metho
 // CallNamespaced implements conductor.NamespacedCaller (the baseapi readiness ping).
 func (t ConductorTransport) CallNamespaced(ctx context.Context, rctx map[string]any, namespace, version, method string, args map[string]any) (json.RawMessage, error) {
 	return t.RPC.Call(ctx, rpc.Target{Exchange: "nova", Topic: "conductor", Namespace: namespace, Version: version}, rpc.Context(rctx), method, args, t.timeout(ctx))
+}
+
+// CastNamespaced implements conductor.TaskCaster.
+func (t ConductorTransport) CastNamespaced(ctx context.Context, rctx map[string]any, namespace, version, method string, args map[string]any) error {
+	return t.RPC.Cast(ctx, rpc.Target{Exchange: "nova", Topic: "conductor", Namespace: namespace, Version: version}, rpc.Context(rctx), method, args)
 }
 
 func (t ConductorTransport) timeout(ctx context.Context) time.Duration {

@@ -26,6 +26,12 @@ type NamespacedCaller interface {
 	CallNamespaced(ctx context.Context, rctx map[string]any, namespace, version, method string, args map[string]any) (json.RawMessage, error)
 }
 
+// TaskCaster sends one cast to topic "conductor" with an explicit namespace and version:
+// the compute_task API (build_instances on a reschedule) is cast, never called.
+type TaskCaster interface {
+	CastNamespaced(ctx context.Context, rctx map[string]any, namespace, version, method string, args map[string]any) error
+}
+
 // Sentinel errors.
 var (
 	// ErrNotFound: the conductor answered None where an object was asked for, or raised a
@@ -43,6 +49,8 @@ var (
 	ErrBadReply = errors.New("malformed conductor reply")
 	// ErrNoNamespacedCaller: Ping needs a NamespacedCaller and none was given.
 	ErrNoNamespacedCaller = errors.New("caller cannot send namespaced calls")
+	// ErrNoTaskCaster: BuildInstances needs a TaskCaster and the Caller is not one.
+	ErrNoTaskCaster = errors.New("caller cannot cast to the compute_task API")
 	// ErrUnknownObject: the object class is not in the Zed registry, so no manifest exists.
 	ErrUnknownObject = errors.New("object class unknown to the Zed registry")
 )
@@ -51,6 +59,7 @@ var (
 type Client struct {
 	c            Caller
 	nc           NamespacedCaller
+	tc           TaskCaster
 	log          *slog.Logger
 	pingTimeout  time.Duration
 	pingAttempts int
@@ -79,6 +88,9 @@ func New(c Caller, opts ...Option) *Client {
 	cl := &Client{c: c, log: slog.Default(), pingTimeout: 10 * time.Second, pingAttempts: 10, longTimeout: 60 * time.Second}
 	if nc, ok := c.(NamespacedCaller); ok {
 		cl.nc = nc
+	}
+	if tc, ok := c.(TaskCaster); ok {
+		cl.tc = tc
 	}
 	for _, o := range opts {
 		o(cl)
@@ -252,4 +264,23 @@ func nonNilKwargs(k map[string]any) map[string]any {
 		return map[string]any{}
 	}
 	return k
+}
+
+// ComputeTaskVersion is the version nova-compute (Zed) casts build_instances with: 1.19
+// carries request_spec and host_lists.
+const ComputeTaskVersion = "1.19"
+
+// BuildInstances is ComputeTaskAPI.build_instances, the cast with which a compute hands a
+// build that failed on it back to the conductor to try the next alternate host. args are
+// the keyword arguments of version 1.19 (instances, image, filter_properties,
+// admin_password, injected_files, requested_networks, security_groups, request_spec,
+// host_lists).
+func (c *Client) BuildInstances(ctx context.Context, rctx map[string]any, args map[string]any) error {
+	if c.tc == nil {
+		return ErrNoTaskCaster
+	}
+	if err := c.tc.CastNamespaced(ctx, rctx, "compute_task", ComputeTaskVersion, "build_instances", args); err != nil {
+		return fmt.Errorf("cast build_instances to the conductor: %w", err)
+	}
+	return nil
 }

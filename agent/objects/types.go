@@ -211,6 +211,9 @@ func (i *Instance) SetNode(n string) { i.setOptString("node", n) }
 // SetLaunchedOn assigns launched_on ("" stores None).
 func (i *Instance) SetLaunchedOn(h string) { i.setOptString("launched_on", h) }
 
+// SetAvailabilityZone assigns availability_zone ("" stores None).
+func (i *Instance) SetAvailabilityZone(z string) { i.setOptString("availability_zone", z) }
+
 // SetLaunchedAt assigns launched_at (zero time stores None).
 func (i *Instance) SetLaunchedAt(t time.Time) { i.setTime("launched_at", t) }
 

@@ -246,6 +246,25 @@ func (f *Fake) CallNamespaced(ctx context.Context, rctx map[string]any, namespac
 	return json.Marshal(map[string]any{"service": "conductor", "arg": args["arg"]})
 }
 
+// CastNamespaced implements conductor.TaskCaster: the cast is recorded (Requests) and, like
+// the real conductor's dispatcher, refused when no compute_task method of that version exists.
+func (f *Fake) CastNamespaced(ctx context.Context, rctx map[string]any, namespace, version, method string, args map[string]any) error {
+	raw, err := json.Marshal(args)
+	if err != nil {
+		return fmt.Errorf("fake conductor: encode args: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests = append(f.requests, Request{Namespace: namespace, Version: version, Method: method, Context: maps.Clone(rctx), Args: raw})
+	if namespace != "compute_task" || method != "build_instances" || version != conductor.ComputeTaskVersion {
+		return fmt.Errorf("fake conductor: no endpoint for cast %s %s %s", namespace, version, method)
+	}
+	return checkContext(rctx)
+}
+
 // Call implements conductor.Caller for the ConductorAPI 3.0 object methods.
 func (f *Fake) Call(ctx context.Context, rctx map[string]any, method string, args map[string]any) (json.RawMessage, error) {
 	raw, err := json.Marshal(args)
