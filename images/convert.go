@@ -227,14 +227,16 @@ func readers() map[disk.FSType]openFunc {
 		disk.FSExt3: openExt,
 		disk.FSExt4: openExt,
 		disk.FSXFS:  openXFS,
-		// One line per additional reader, its openFunc in its own file images/<fs>fs.go, e.g.
-		// disk.FSXFS: openXFS, (images/xfsfs.go). A type listed here is read even if
-		// unreadable() names it too.
+		// One line per additional reader, its openFunc in its own file images/<fs>fs.go.
+		// A type listed here is read even if unreadable() names it too.
 	}
 }
 
 // unreadable reports whether t may hold a root this converter has no reader for: it is then
 // named in an *UnsupportedFilesystemError rather than passed over silently.
+//
+// An LVM PV on a partition or the whole disk is read by considerLVs, never reaching this test;
+// FSLVM2 is here for a PV found inside a logical volume (nested LVM), which is not read.
 func unreadable(t disk.FSType) bool {
 	switch t {
 	case disk.FSLVM2, disk.FSBtrfs, disk.FSLUKS, disk.FSRAID:
@@ -277,7 +279,9 @@ type candidate struct {
 
 // chooseRoot reads the partition table and picks the root filesystem by content: /sbin/init and
 // os-release count most, then the GPT root type, then size. The partition index means nothing:
-// a GPT image with BIOS boot, /boot and / in partition 3 must work.
+// a GPT image with BIOS boot, /boot and / in partition 3 must work. The logical volumes of the
+// LVM volume groups on the disk are candidates like partitions (RHEL's rootvg/root next to a
+// /boot partition), so neither does an LV's name.
 func chooseRoot(dev io.ReaderAt, size int64, cfg config, res *Result) (rootFS, error) {
 	tab, err := disk.ReadTable(dev, size)
 	if err != nil {
