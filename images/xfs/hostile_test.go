@@ -110,7 +110,7 @@ func openWalk(r io.ReaderAt, size int64) error {
 }
 
 func TestWalkUndamaged(t *testing.T) {
-	for _, name := range []string{"fuzz", "v5", "v5-1k"} {
+	for _, name := range []string{"fuzz", "v5", "v5-1k", "v4"} {
 		b := image(t, name)
 		f, err := Open(bytes.NewReader(b), int64(len(b)))
 		if err != nil {

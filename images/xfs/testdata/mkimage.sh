@@ -6,6 +6,10 @@
 #   v5:       mkfs.xfs defaults (crc, ftype, sparse inodes, bigtime, 4 KiB blocks, 512-byte inodes)
 #   v5-1k:    1 KiB blocks, 8 KiB directory blocks, large extent counts (nrext64)
 #   fuzz:     a 16 MiB v5 filesystem with one of each structure (no tar), the fuzz seed
+#   v4:       a v4 filesystem (no CRCs; this kernel cannot mount it), made by mkfs.xfs -p from a
+#             protofile of a tree (directories of every form, files, symlinks, devices, setuid);
+#             v4.tar.gz is GNU tar of that tree (mkfs sets every mtime, and has no xattrs or
+#             hard links); a few attributes are then added with xfs_db attr_set
 set -euo pipefail
 cd "$(dirname "$0")"
 out=$PWD
@@ -88,6 +92,69 @@ make_variant() {
 	rm -f "$img"
 }
 
+# protofile writes a mkfs.xfs protofile for the tree in $1 (depth-first, as the format nests).
+protofile() {
+	local dir=$1
+	proto_dir() {
+		local d=$1 e name mode typ perm uid gid
+		for e in "$d"/* ; do
+			[[ -e $e || -L $e ]] || continue
+			name=${e##*/}
+			read -r mode uid gid < <(stat -c '%f %u %g' "$e")
+			mode=$((16#$mode))
+			perm=$(printf '%03o' $((mode & 0777)))
+			local s=- g=-
+			((mode & 04000)) && s=u
+			((mode & 02000)) && g=g
+			case $((mode & 0170000)) in
+			$((0040000))) echo "$name d$s$g$perm $uid $gid"; proto_dir "$e"; echo '$' ;;
+			$((0100000))) echo "$name -$s$g$perm $uid $gid $e" ;;
+			$((0120000))) echo "$name l$s$g$perm $uid $gid $(readlink "$e")" ;;
+			$((0020000))) echo "$name c$s$g$perm $uid $gid $(stat -c '%Hr %Lr' "$e")" ;;
+			$((0060000))) echo "$name b$s$g$perm $uid $gid $(stat -c '%Hr %Lr' "$e")" ;;
+			$((0010000))) echo "$name p$s$g$perm $uid $gid" ;;
+			esac
+		done
+	}
+	printf '/dev/null\n0 0\nd--755 0 0\n'
+	proto_dir "$dir"
+	echo '$'
+}
+
+make_v4() {
+	local src img
+	src=$(mktemp -d)
+	img=/tmp/xfs-v4.img
+	mkdir -p "$src"/{etc,d5,d40,d200,d5000}
+	printf 'ID=centos\nVERSION_ID="7"\n' >"$src/etc/os-release"
+	for i in $(seq 1 5); do echo "$i" >"$src/d5/f$i"; done
+	for i in $(seq 1 40); do echo "$i" >"$src/d40/file-$i"; done
+	for i in $(seq 1 200); do echo "$i" >"$src/d200/a-longer-file-name-$i"; done
+	for i in $(seq 1 5000); do : >"$src/d5000/entry-number-$i"; done
+	seq 1 60000 >"$src/random"
+	chmod 4755 "$src/random"
+	echo small >"$src/small"
+	chown 1000:1001 "$src/small"
+	ln -s small "$src/shortlink"
+	ln -s "/$(printf 'very-long-directory-name-%02d/' $(seq 1 30))target" "$src/longlink"
+	mknod "$src/chardev" c 4 5
+	mknod "$src/blockdev" b 259 70000
+	mkfifo "$src/fifo"
+	protofile "$src" >/tmp/xfs-v4.proto
+	rm -f "$img"
+	mkfs.xfs -q -f -L testvol -m crc=0 -p /tmp/xfs-v4.proto -d file,name="$img",size=48m 2>/dev/null
+	# Attributes through xfs_db (protofiles have none): short-form, leaf, and a remote value.
+	local args=(-x -c "path /small" -c "attr_set -u short -v 5" -c "attr_set -r note -v 1"
+		-c "path /random" -c "attr_set -u big -v 9000" -c "path /d40")
+	for i in $(seq 1 30); do args+=(-c "attr_set -u leaf-$i -v 7"); done
+	xfs_db "${args[@]}" "$img" >/dev/null
+	tar --numeric-owner --xattrs --xattrs-include='*' -C "$src" -cf - . | gzip -9n >"$out/v4.tar.gz"
+	gzip -9n <"$img" >"$out/v4.img.gz"
+	rm -rf "$src" "$img" /tmp/xfs-v4.proto
+}
+
+if [[ ${1:-} == v4 ]]; then make_v4; exit; fi
+[[ ${1:-} == fuzz ]] || make_v4
 [[ ${1:-} == fuzz ]] || make_variant v5 48m
 [[ ${1:-} == fuzz ]] || make_variant v5-1k 48m -b size=1024 -n size=8192 -i nrext64=1
 make_variant fuzz 16m
