@@ -399,6 +399,20 @@ func TestSameHostResizeFollowsRecording(t *testing.T) {
 	if got := eventNames(e.h.cond.Events(e.uuid)); !slices.Equal(got, []string{"compute_prep_resize:Success", "compute_resize_instance:Success", "compute_finish_resize:Success"}) {
 		t.Errorf("resize events %v", got)
 	}
+	// In VERIFY_RESIZE the node holds both flavors, as nova's resource tracker counts them.
+	used := func() int64 {
+		t.Helper()
+		if err := e.m.UpdateAvailableResource(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		cn := e.h.cond.ComputeNode("nca-1", "nca-1")
+		var v int64
+		if err := json.Unmarshal(cn.Data["memory_mb_used"], &v); err != nil {
+			t.Fatalf("memory_mb_used: %v", err)
+		}
+		return v
+	}
+	verifying := used()
 
 	if err := e.cast(t, "confirm_resize", incoming(t, confirm, "confirm_resize"), "req-confirm", ""); err != nil {
 		t.Fatal(err)
@@ -412,6 +426,9 @@ func TestSameHostResizeFollowsRecording(t *testing.T) {
 	}
 	if a := e.ap.get(e.uuid); !maps.Equal(a[e.rp], small) {
 		t.Errorf("instance allocation after confirm %v", a)
+	}
+	if confirmed := used(); verifying-confirmed != 64 {
+		t.Errorf("compute node memory_mb_used %d in VERIFY_RESIZE, %d after confirm: want the old flavor's 64 MB held until confirm", verifying, confirmed)
 	}
 
 	prep2 := incoming(t, resize2, "prep_resize")

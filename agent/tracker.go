@@ -90,7 +90,7 @@ func (m *Manager) instanceUsage(ctx context.Context, actx map[string]any) (Usage
 	if err != nil {
 		return Usage{}, fmt.Errorf("list instances of %s: %w", m.opts.Host, err)
 	}
-	var use []InstanceUsage
+	var use, held []InstanceUsage
 	for _, in := range insts {
 		if in.Deleted() || in.VMState() == objects.VMDeleted {
 			continue
@@ -103,8 +103,19 @@ func (m *Manager) instanceUsage(ctx context.Context, actx map[string]any) (Usage
 			u.VCPUs, u.MemoryMB, u.RootGB, u.EphemeralGB = int(in.VCPUs()), int(in.MemoryMB()), int(in.RootGB()), int(in.EphemeralGB())
 		}
 		use = append(use, u)
+		if h, ok := ResizeHeldUsage(in); ok {
+			held = append(held, h)
+		}
 	}
-	return CountUsage(use, 0), nil
+	usage := CountUsage(use, 0)
+	// A resize in progress also holds its other flavor (_update_usage_from_migrations): it
+	// counts in the resources, not in the per-instance stats.
+	for _, h := range held {
+		usage.VCPUs += h.VCPUs
+		usage.MemoryMB += h.MemoryMB
+		usage.DiskGB += h.RootGB + h.EphemeralGB + h.SwapMB/1024
+	}
+	return usage, nil
 }
 
 // ensureComputeNode finds or creates this host's ComputeNode and saves it when the audit changed
