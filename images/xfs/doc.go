@@ -7,7 +7,8 @@
 //
 // It was written from the XFS on-disk format documentation. Version 5 superblocks (metadata
 // checksums, what mkfs.xfs makes today; sparse inodes, bigtime and large extent counts included)
-// and version 4 ones with version-2 directories are read; an unknown incompatible feature, a
+// and version 4 ones with version-2 directories are read (file-range exchange and parent pointers
+// too: the latter are left out of Xattrs); an unknown incompatible feature, a
 // realtime subvolume or a filesystem marked as needing repair is refused with ErrUnsupported.
 // Checksums are not verified: headers (magic, owner inode, byte ranges) are, which is what keeps
 // a damaged image from being misread.

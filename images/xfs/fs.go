@@ -39,11 +39,16 @@ const (
 	incompatBigtime    = 0x8
 	incompatNeedRepair = 0x10
 	incompatNrext64    = 0x20
+	incompatExchange   = 0x40
+	incompatParent     = 0x80
 
 	// incompatKnown lists the v5 incompatible features this reader understands; any other one
 	// changes how the disk must be read by definition, so it is refused. Sparse inode chunks
-	// only change allocation, which a reader addressing inodes by number never consults.
-	incompatKnown = incompatFtype | incompatSpInodes | incompatMetaUUID | incompatBigtime | incompatNrext64
+	// only change allocation, which a reader addressing inodes by number never consults;
+	// file-range exchange only adds log items; parent pointers are attributes flagged as such,
+	// which Xattrs leaves out.
+	incompatKnown = incompatFtype | incompatSpInodes | incompatMetaUUID | incompatBigtime | incompatNrext64 |
+		incompatExchange | incompatParent
 
 	inodeChunk = 64 << 10 // inode bytes fetched and cached at once
 	inodeCache = 64       // chunks kept (4 MiB)
@@ -142,6 +147,10 @@ func Open(r io.ReaderAt, size int64) (*FS, error) {
 	f.inopbLog = uint(sb[123])
 	f.agBlkLog = uint(sb[124])
 	f.dirBlkLog = uint(sb[192])
+
+	if sb[126] != 0 {
+		return nil, fmt.Errorf("mkfs.xfs did not finish making this filesystem: %w", ErrCorrupt)
+	}
 
 	// Everything below is what a hostile superblock could use to make us allocate, loop or read
 	// outside the filesystem: check each field against the others and against size.

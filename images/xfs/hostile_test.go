@@ -153,11 +153,24 @@ func TestHostileSuperblock(t *testing.T) {
 		{"realtime subvolume", 16, put64(16, 100), ErrUnsupported},
 		{"superblock version 0", 100, []byte{0xb4, 0xa0}, ErrCorrupt},
 		{"root inode outside", 56, put64(56, 1<<50), ErrCorrupt},
+		{"mkfs in progress", 126, []byte{1}, ErrCorrupt},
+		{"metadata directory tree", 216, put32(216, 0x10b), ErrUnsupported},
 	} {
 		err := openWalk(&patched{base: base, off: c.off, patch: c.patch}, int64(len(base)))
 		if !errors.Is(err, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, err, c.want)
 		}
+	}
+	f, err := Open(bytes.NewReader(base), int64(len(base)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := f.Lookup("/fragmented")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(&patched{base: base, off: 56, patch: put64(56, file.Ino)}, int64(len(base))); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("root inode is a file: %v", err)
 	}
 	if _, err := Open(bytes.NewReader(base[:100]), 100); !errors.Is(err, ErrNotXFS) {
 		t.Errorf("100-byte input: %v", err)
