@@ -16,7 +16,6 @@ done
 
 e2e_host "${NCA_E2E_HOST:-nca-e2e-55}"
 AZ=$E2E_HOST
-AGG=$E2E_HOST-agg
 SERVER=$E2E_HOST-vm
 FL_A=$E2E_HOST-a # 1 vCPU, 512 MB
 FL_B=$E2E_HOST-b # 2 vCPU, 768 MB
@@ -27,31 +26,20 @@ e2e_build_agent
 
 cleanup_cloud() {
 	osc server delete --wait "$SERVER" >/dev/null 2>&1 || true
-	if osc aggregate show "$AGG" >/dev/null 2>&1; then
-		osc aggregate remove host "$AGG" "$E2E_HOST" >/dev/null 2>&1 || true
-		osc aggregate delete "$AGG" >/dev/null 2>&1 || true
-	fi
+	e2e_zone_remove
 	osc flavor delete "$FL_A" >/dev/null 2>&1 || true
 	osc flavor delete "$FL_B" >/dev/null 2>&1 || true
 }
-
-finish() {
-	local rc=$?
-	((rc == 0)) || fail "suite ran to its end" "aborted with status $rc near line ${E2E_ERR_LINE:-?}"
-	e2e_log "cleanup: server, flavors, aggregate, agent, host records, bridges"
+# At the end the server must really be gone, whatever happened before.
+final_cleanup() {
 	cleanup_cloud
-	e2e_agent_stop || true
-	e2e_cleanup_host
 	if osc server show "$SERVER" >/dev/null 2>&1; then
 		fail "cleanup: server deleted" "$SERVER still exists"
 	else
 		pass "cleanup: server deleted"
 	fi
-	e2e_finish || exit 1
-	exit "$rc"
 }
-trap 'E2E_ERR_LINE=$LINENO' ERR
-trap finish EXIT
+e2e_guard final_cleanup
 
 e2e_log "leftovers of an earlier run: removing"
 cleanup_cloud
@@ -59,17 +47,8 @@ e2e_cleanup_host
 mkdir -p "$E2E_WORK/state"
 
 # ------------------------------------------------------------------ host, zone, flavors
-e2e_agent_start
-is_up() { [[ $(svc_state) == "up enabled" ]]; }
-if wait_until 90 is_up; then
-	pass "service: nova-compute on $E2E_HOST is up" "after ${WAITED}s"
-else
-	fail "service: nova-compute on $E2E_HOST is up" "got '$(svc_state)'; agent log: $(tail -n 5 "$E2E_AGENT_LOG")"
-	exit 1
-fi
-nova_manage cell_v2 discover_hosts >/dev/null
-osc aggregate create --zone "$AZ" "$AGG" >/dev/null
-osc aggregate add host "$AGG" "$E2E_HOST" >/dev/null
+e2e_host_up
+e2e_zone_create
 osc flavor create --vcpus 1 --ram 512 --disk 4 "$FL_A" >/dev/null
 osc flavor create --vcpus 2 --ram 768 --disk 4 "$FL_B" >/dev/null
 RP=$(osc resource provider list --name "$E2E_HOST" -f value -c uuid)

@@ -13,7 +13,7 @@ for c in openstack nova-manage jq docker ovs-vsctl; do
 done
 
 e2e_host "${NCA_E2E_HOST:-nca-e2e-60}"
-AZ=$E2E_HOST AGG=$E2E_HOST-agg FLAVOR=$E2E_HOST-fl NET=$E2E_HOST-net PREFIX=$E2E_HOST-vm
+AZ=$E2E_HOST FLAVOR=$E2E_HOST-fl NET=$E2E_HOST-net PREFIX=$E2E_HOST-vm
 IMAGE=${NCA_E2E_IMAGE:-nca-debian12-small}
 QCOW=${NCA_IMAGES_DIR:-/var/cache/nca/images}/debian12-small-mbr-c.qcow2
 N=10
@@ -26,41 +26,18 @@ cleanup_cloud() {
 	for id in $(servers | jq -r '.[].ID'); do osc server delete "$id" >/dev/null 2>&1 || true; done
 	for _ in $(seq 60); do [[ $(servers | jq length) == 0 ]] && break; sleep 2; done
 	osc network delete "$NET" >/dev/null 2>&1 || true
-	if osc aggregate show "$AGG" >/dev/null 2>&1; then
-		osc aggregate remove host "$AGG" "$E2E_HOST" >/dev/null 2>&1 || true
-		osc aggregate delete "$AGG" >/dev/null 2>&1 || true
-	fi
+	e2e_zone_remove
 	osc flavor delete "$FLAVOR" >/dev/null 2>&1 || true
 }
-finish() {
-	local rc=$?
-	((rc == 0)) || fail "suite ran to its end" "aborted with status $rc near line ${E2E_ERR_LINE:-?}"
-	e2e_log "cleanup: servers, network, flavor, aggregate, agent, host records, bridges"
-	cleanup_cloud
-	e2e_agent_stop || true
-	e2e_cleanup_host
-	e2e_finish || exit 1
-	exit "$rc"
-}
-trap 'E2E_ERR_LINE=$LINENO' ERR
-trap finish EXIT
+e2e_guard cleanup_cloud
 
 e2e_log "leftovers of an earlier run: removing"
 cleanup_cloud
 e2e_cleanup_host
 mkdir -p "$E2E_WORK/state"
 
-e2e_agent_start
-is_up() { [[ $(svc_state) == "up enabled" ]]; }
-if wait_until 90 is_up; then
-	pass "service: nova-compute on $E2E_HOST is up" "after ${WAITED}s"
-else
-	fail "service: nova-compute on $E2E_HOST is up" "got '$(svc_state)'; agent log: $(tail -n 5 "$E2E_AGENT_LOG")"
-	exit 1
-fi
-nova_manage cell_v2 discover_hosts >/dev/null
-osc aggregate create --zone "$AZ" "$AGG" >/dev/null
-osc aggregate add host "$AGG" "$E2E_HOST" >/dev/null
+e2e_host_up
+e2e_zone_create
 osc flavor create --vcpus 1 --ram 128 --disk 1 "$FLAVOR" >/dev/null
 if ! osc image show "$IMAGE" >/dev/null 2>&1; then
 	[[ -s $QCOW ]] || bash "$E2E_ROOT/tests/images/build.sh" small
@@ -84,7 +61,7 @@ E2E_AGENT_PID=
 pass "agent killed (-9) during the builds" "servers then: $states_before"
 
 e2e_agent_start
-check "agent restarted: service up again" wait_until 120 is_up
+check "agent restarted: service up again" wait_until 120 e2e_is_up
 settled() { [[ $(servers | jq '[.[] | select(.Status != "ACTIVE" and .Status != "ERROR")] | length') == 0 ]]; }
 check "every server ends ACTIVE or ERROR (none left in BUILD)" wait_until 300 settled
 LIST=$(servers)

@@ -235,3 +235,52 @@ e2e_cleanup_host() {
 	ovs-vsctl --if-exists del-br "$E2E_BR_INT" -- --if-exists del-br "$E2E_BR_PHYS" 2>/dev/null || true
 	rm -rf "$E2E_WORK/state"
 }
+
+# e2e_zone_create puts our host alone in an aggregate with its own availability zone
+# (named after the host): servers booted in it, and their resizes, land nowhere else.
+e2e_zone_create() {
+	osc aggregate create --zone "$E2E_HOST" "$E2E_HOST-agg" >/dev/null
+	osc aggregate add host "$E2E_HOST-agg" "$E2E_HOST" >/dev/null
+}
+
+# e2e_zone_remove undoes e2e_zone_create; safe when nothing is there.
+e2e_zone_remove() {
+	osc aggregate show "$E2E_HOST-agg" >/dev/null 2>&1 || return 0
+	osc aggregate remove host "$E2E_HOST-agg" "$E2E_HOST" >/dev/null 2>&1 || true
+	osc aggregate delete "$E2E_HOST-agg" >/dev/null 2>&1 || true
+}
+
+# e2e_host_up starts the agent, waits for its nova-compute service to be up (the suite
+# stops when it is not) and maps the host into the cell.
+e2e_host_up() {
+	e2e_agent_start
+	if wait_until 90 e2e_is_up; then
+		pass "service: nova-compute on $E2E_HOST is up" "after ${WAITED}s"
+	else
+		fail "service: nova-compute on $E2E_HOST is up" "got '$(svc_state)'; agent log: $(tail -n 5 "$E2E_AGENT_LOG")"
+		exit 1
+	fi
+	nova_manage cell_v2 discover_hosts >/dev/null
+}
+
+# e2e_is_up succeeds while the host's nova-compute service is up and enabled.
+e2e_is_up() { [[ $(svc_state) == "up enabled" ]]; }
+
+# e2e_guard CLEANUP_FN installs the suite's exit path: on any exit (a failed command
+# included, with the line it failed at) run CLEANUP_FN, stop the agent, remove the host
+# from the cloud, print the tally and exit non-zero if anything failed.
+e2e_guard() {
+	E2E_CLEANUP_FN=$1
+	trap 'E2E_ERR_LINE=$LINENO' ERR
+	trap _e2e_exit EXIT
+}
+_e2e_exit() {
+	local rc=$?
+	((rc == 0)) || fail "suite ran to its end" "aborted with status $rc near line ${E2E_ERR_LINE:-?}"
+	e2e_log "cleanup: what the suite created, the agent, the host's records and bridges"
+	"$E2E_CLEANUP_FN"
+	e2e_agent_stop || true
+	e2e_cleanup_host
+	e2e_finish || exit 1
+	exit "$rc"
+}
