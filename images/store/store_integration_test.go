@@ -301,7 +301,8 @@ func bootAndSSH(t *testing.T, name, image string) {
 }
 
 // TestDockerXFSAndLVMImages: XFS and LVM roots (images/xfs, images/lvm) go through the store
-// like any other image: converted once, imported, labelled, runnable.
+// like any other image: converted once, imported, labelled, and booting systemd with no
+// failed unit and sshd answering.
 func TestDockerXFSAndLVMImages(t *testing.T) {
 	dir := imagesDir(t)
 	ctx := context.Background()
@@ -335,6 +336,7 @@ func TestDockerXFSAndLVMImages(t *testing.T) {
 			if imgs, _ := eng.ListImages(ctx, store.LabelPrefix, prefix); len(imgs) != 1 {
 				t.Errorf("%d images with our label after one conversion, want 1: %+v", len(imgs), imgs)
 			}
+			bootAndSSH(t, prefix+"-boot", ref)
 		})
 	}
 }
