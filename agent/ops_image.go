@@ -20,6 +20,7 @@ import (
 
 // ImageWriter is the part of Glance a snapshot uploads through.
 type ImageWriter interface {
+	SetImageFormat(ctx context.Context, id, diskFormat, containerFormat string) error
 	UploadImage(ctx context.Context, id string, r io.Reader) error
 	DownloadImage(ctx context.Context, id string) (*cloud.ImageData, error)
 }
@@ -208,6 +209,9 @@ func (m *Manager) opSnapshot(ctx context.Context, req *rpc.Request, inst *object
 		return nil, err
 	}
 	defer f.Close()
+	if err := m.lc.ImageWriter.SetImageFormat(uctx, imageID, "qcow2", "bare"); err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", uuid, err)
+	}
 	if err := m.lc.ImageWriter.UploadImage(uctx, imageID, f); err != nil {
 		return nil, fmt.Errorf("upload snapshot of %s to image %s: %w", uuid, imageID, err)
 	}

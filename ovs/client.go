@@ -79,8 +79,11 @@ type PortSpec struct {
 	MAC string
 	// InstanceUUID is the nova instance (external_ids:vm-uuid).
 	InstanceUUID string
-	// Tag is the Port's access VLAN: 0 leaves it untagged (os-vif default, neutron's agent tags
-	// it later), DeadVLAN isolates it, 1..4094 is a local VLAN.
+	// Tag is the Port's access VLAN: DeadVLAN isolates it, 1..4094 is a local VLAN. 0 is
+	// os-vif's plug (ovs-vsctl --may-exist add-port): a new port starts untagged for the L2
+	// agent to tag, an existing one keeps its tag and binding — re-plugging after an agent
+	// restart must not put a bound port on the untagged VLAN, where it would reach the other
+	// untagged ports of every network until the L2 agent tags it again.
 	Tag int
 	// Binding, when set together with a local VLAN Tag, is recorded in Port.other_config.
 	Binding *Binding
@@ -541,19 +544,21 @@ func (c *Client) AddPort(ctx context.Context, spec PortSpec) error {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		ops = append(ops, o...)
-		existing.Tag = tagPtr(spec.Tag)
-		existing.OtherConfig = bindingConfig(spec.Binding, spec.Tag)
-		fields := []any{&existing.Tag, &existing.OtherConfig}
-		if spec.Tag != DeadVLAN && (existing.VLANMode != nil || len(existing.Trunks) > 0) {
-			// neutron's _bind_devices clears these when a port leaves the dead VLAN.
-			existing.VLANMode, existing.Trunks = nil, nil
-			fields = append(fields, &existing.VLANMode, &existing.Trunks)
+		if spec.Tag != 0 {
+			existing.Tag = tagPtr(spec.Tag)
+			existing.OtherConfig = bindingConfig(spec.Binding, spec.Tag)
+			fields := []any{&existing.Tag, &existing.OtherConfig}
+			if spec.Tag != DeadVLAN && (existing.VLANMode != nil || len(existing.Trunks) > 0) {
+				// neutron's _bind_devices clears these when a port leaves the dead VLAN.
+				existing.VLANMode, existing.Trunks = nil, nil
+				fields = append(fields, &existing.VLANMode, &existing.Trunks)
+			}
+			o, err = c.db.Where(existing).Update(existing, fields...)
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			ops = append(ops, o...)
 		}
-		o, err = c.db.Where(existing).Update(existing, fields...)
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		ops = append(ops, o...)
 	case errors.Is(err, ErrNotFound):
 		var nm namer
 		ifc := &ovsdb.Interface{UUID: nm.next(), Name: spec.Name, ExternalIDs: c.owned(ifaceIDs(spec))}
@@ -577,7 +582,7 @@ func (c *Client) AddPort(ctx context.Context, spec PortSpec) error {
 	}
 	return c.waitCache(ctx, what, func() bool {
 		p, err := c.port(ctx, spec.Name)
-		if err != nil || !equalTag(p.Tag, spec.Tag) {
+		if err != nil || (spec.Tag != 0 && !equalTag(p.Tag, spec.Tag)) {
 			return false
 		}
 		i, err := c.iface(ctx, spec.Name)

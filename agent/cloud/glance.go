@@ -196,6 +196,25 @@ func (g *Glance) UploadImage(ctx context.Context, id string, r io.Reader) error 
 	return nil
 }
 
+// SetImageFormat sets the disk and container formats of a queued image: Glance refuses data
+// for an image without them, and nova-api creates snapshot images without them (the
+// compute, which knows what it uploads, sets them as the libvirt driver does).
+func (g *Glance) SetImageFormat(ctx context.Context, id, diskFormat, containerFormat string) error {
+	body, err := json.Marshal([]map[string]string{
+		{"op": "replace", "path": "/disk_format", "value": diskFormat},
+		{"op": "replace", "path": "/container_format", "value": containerFormat},
+	})
+	if err != nil {
+		return fmt.Errorf("set formats of image %s: %w", id, err)
+	}
+	if _, err := g.svc.do(ctx, call{method: http.MethodPatch, path: "images/" + url.PathEscape(id),
+		raw: bytesReader(body), rawType: "application/openstack-images-v2.1-json-patch",
+		ok: []int{http.StatusOK}, asUser: true}); err != nil {
+		return fmt.Errorf("set formats of image %s: %w", id, err)
+	}
+	return nil
+}
+
 // SetImageProperties adds or replaces top-level string attributes with a
 // JSON patch (as nova does after uploading a snapshot).
 func (g *Glance) SetImageProperties(ctx context.Context, id string, props map[string]string) (*Image, error) {

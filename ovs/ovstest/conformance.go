@@ -145,6 +145,15 @@ func RunConformance(t *testing.T, endpoint, datapath string) {
 		if !maps.Equal(p.OtherConfig, wantOC) {
 			t.Errorf("port other_config = %v, want %v", p.OtherConfig, wantOC)
 		}
+		// Re-plugged as os-vif does (no tag): the binding stays, only external_ids are rewritten.
+		replug := s
+		replug.Tag, replug.Binding = 0, nil
+		if err := c.AddPort(ctx(t), replug); err != nil {
+			t.Fatalf("re-plug bound port: %v", err)
+		}
+		if p, err := c.LookupPort(ctx(t), s.Name); err != nil || p.Tag == nil || *p.Tag != 1 || !maps.Equal(p.OtherConfig, wantOC) {
+			t.Errorf("after a re-plug: port %+v, %v; want tag 1 and the binding kept", p, err)
+		}
 		got, err := c.ListPorts(ctx(t))
 		if err != nil {
 			t.Fatal(err)
