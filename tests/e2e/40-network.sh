@@ -29,7 +29,6 @@ compat) e2e_host "${NCA_E2E_HOST:-nca-e2e-41}" ;;
 *) echo "40-network: NCA_E2E_NET_MODE must be full or compat, not $MODE" >&2; exit 1 ;;
 esac
 AZ=$E2E_HOST
-AGG=$E2E_HOST-agg
 FLAVOR=$E2E_HOST-fl
 IMAGE=${NCA_E2E_IMAGE:-nca-debian12-small}
 QCOW=${NCA_IMAGES_DIR:-/var/cache/nca/images}/debian12-small-mbr-c.qcow2
@@ -88,27 +87,13 @@ cleanup_cloud() {
 	local s
 	for s in "$A1" "$A2" "$B1"; do osc server delete --wait "$s" >/dev/null 2>&1 || true; done
 	for s in "$NET_A" "$NET_B"; do osc network delete "$s" >/dev/null 2>&1 || true; done
-	if osc aggregate show "$AGG" >/dev/null 2>&1; then
-		osc aggregate remove host "$AGG" "$E2E_HOST" >/dev/null 2>&1 || true
-		osc aggregate delete "$AGG" >/dev/null 2>&1 || true
-	fi
+	e2e_zone_remove
 	osc flavor delete "$FLAVOR" >/dev/null 2>&1 || true
 	remove_vm "$VM_A"
 	remove_vm "$VM_B"
-}
-finish() {
-	local rc=$?
-	((rc == 0)) || fail "suite ran to its end" "aborted with status $rc near line ${E2E_ERR_LINE:-?}"
-	e2e_log "cleanup: servers, networks, flavor, aggregate, VMs, agent, host records, bridges"
-	cleanup_cloud
-	e2e_agent_stop || true
 	ovs_agent_stop
-	e2e_cleanup_host
-	e2e_finish || exit 1
-	exit "$rc"
 }
-trap 'E2E_ERR_LINE=$LINENO' ERR
-trap finish EXIT
+e2e_guard cleanup_cloud
 
 e2e_log "leftovers of an earlier run: removing"
 cleanup_cloud
@@ -122,14 +107,7 @@ if [[ $MODE == compat ]]; then
 	l2_ready() { ovs-vsctl br-exists "$E2E_BR_INT" && ovs-vsctl list-ports "$E2E_BR_INT" | grep -q "^int-"; }
 	check "compat: neutron-openvswitch-agent set up $E2E_BR_INT and its patch to $E2E_BR_PHYS" wait_until 90 l2_ready
 fi
-e2e_agent_start
-is_up() { [[ $(svc_state) == "up enabled" ]]; }
-if wait_until 90 is_up; then
-	pass "service: nova-compute on $E2E_HOST is up" "after ${WAITED}s"
-else
-	fail "service: nova-compute on $E2E_HOST is up" "got '$(svc_state)'; agent log: $(tail -n 5 "$E2E_AGENT_LOG")"
-	exit 1
-fi
+e2e_host_up
 l2_alive() { [[ $(osc network agent list --host "$E2E_HOST" -f json | jq -r '.[0].Alive // empty') == true ]]; }
 l2_agents() { osc network agent list --host "$E2E_HOST" -f value -c ID | wc -l; }
 if [[ $MODE == full ]]; then
@@ -138,9 +116,7 @@ else
 	check "neutron: neutron-openvswitch-agent reports alive for $E2E_HOST" wait_until 60 l2_alive
 	expect_eq "compat: one L2 agent for the host (ours does not report)" "$(l2_agents)" 1
 fi
-nova_manage cell_v2 discover_hosts >/dev/null
-osc aggregate create --zone "$AZ" "$AGG" >/dev/null
-osc aggregate add host "$AGG" "$E2E_HOST" >/dev/null
+e2e_zone_create
 osc flavor create --vcpus 1 --ram 256 --disk 4 "$FLAVOR" >/dev/null
 if ! osc image show "$IMAGE" >/dev/null 2>&1; then
 	[[ -s $QCOW ]] || bash "$E2E_ROOT/tests/images/build.sh" small
@@ -299,7 +275,7 @@ wait "$E2E_AGENT_PID" 2>/dev/null || true
 E2E_AGENT_PID=
 after "agent killed (-9)"
 e2e_agent_start
-check "agent kill -9 + start: service up again" wait_until 90 is_up
+check "agent kill -9 + start: service up again" wait_until 90 e2e_is_up
 after "agent kill -9 + start"
 for s in "$A1" "$A2" "$B1"; do check "agent kill -9 + start: $s still ACTIVE" wait_active "$s"; done
 
@@ -329,7 +305,7 @@ docker kill "$(ctr "$A1")" >/dev/null
 docker restart -t 1 "$(ctr "$A1")-sandbox" >/dev/null
 if vm_ping "$VM_A" "$IP_A1"; then fail "host reboot simulated: the guest is unreachable" "it still answers"; else pass "host reboot simulated: the guest is unreachable"; fi
 e2e_agent_start
-check "host reboot: service up again" wait_until 90 is_up
+check "host reboot: service up again" wait_until 90 e2e_is_up
 check "host reboot: $A1 ACTIVE and running again" wait_active "$A1"
 after "host reboot + agent start"
 check "host reboot: ping $A1 → $A2" guest_ping "$A1" "$IP_A2"

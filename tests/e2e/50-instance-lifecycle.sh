@@ -89,8 +89,54 @@ check "in-guest reboot: stays ACTIVE and comes back" wait_ssh
 check "in-guest reboot: nova still shows ACTIVE" wait_state ACTIVE 1
 guest 'systemctl poweroff' >/dev/null 2>&1 || true
 check "in-guest poweroff: SHUTOFF like a VM" wait_state SHUTOFF 4
+openstack server start "$SERVER"
+check "start after poweroff: ACTIVE" wait_state ACTIVE 1
+check "start after poweroff: SSH again" wait_ssh
+
+# Snapshot: a QCOW2 in Glance that boots as a new instance with the data written before.
+SNAP=nca-e2e-life-snap SNAPVM=nca-e2e-life-fromsnap
+openstack server delete --wait "$SNAPVM" >/dev/null 2>&1 || true
+for i in $(openstack image list --name "$SNAP" -f value -c ID); do openstack image delete "$i"; done
+guest 'echo snapshot-survivor > /root/e2e-snapshot.txt && sync'
+t0=$(date +%s.%N)
+SNAP_ID=$(openstack server image create --name "$SNAP" "$SERVER" -f value -c id)
+snap_active() {
+	for _ in $(seq 300); do
+		[[ $(openstack image show "$SNAP_ID" -f value -c status) == active ]] && return 0
+		sleep 2
+	done
+	return 1
+}
+check "snapshot: image active in Glance ($(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN{printf "%.0f", a-b}') s after the request)" snap_active
+check "snapshot: disk_format qcow2, container_format bare" bash -c "[[ \"\$(openstack image show $SNAP_ID -f value -c disk_format -c container_format | tr '\n' ' ')\" == 'bare qcow2 ' ]]"
+check "snapshot: the instance is ACTIVE again, no task" wait_state ACTIVE 1
+openstack server create --image "$SNAP_ID" --flavor nca.small --network nca-demo-net --key-name nca-demo \
+	--availability-zone nova:nca-1 --wait "$SNAPVM" >/dev/null || true
+snapvm_ok() { [[ $(openstack server show "$SNAPVM" -f value -c status) == ACTIVE ]]; }
+check "snapshot: boots as a new instance (ACTIVE)" snapvm_ok
+SNAPVM_ADDR=$(openstack server show "$SNAPVM" -f json -c addresses |
+	/usr/bin/python3 -c 'import json,sys; a=json.load(sys.stdin)["addresses"]; print(list(a.values())[0][0])' 2>/dev/null || true)
+snapvm_file() {
+	for _ in $(seq 60); do
+		out=$(ip netns exec nca-demo-peer ssh -i "$DEMO_DIR/id_ed25519" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+			-o ConnectTimeout=3 -o LogLevel=ERROR "root@$SNAPVM_ADDR" cat /root/e2e-snapshot.txt 2>/dev/null) && [[ $out == snapshot-survivor ]] && return 0
+		sleep 1
+	done
+	return 1
+}
+check "snapshot: the new instance answers SSH and has the file written before the snapshot" snapvm_file
+openstack server delete --wait "$SNAPVM" >/dev/null 2>&1 || true
+openstack image delete "$SNAP_ID" >/dev/null 2>&1 || true
+
+# Rebuild: a fresh root from the image, same port and address.
+guest 'echo before-rebuild > /root/e2e-rebuild.txt && sync'
+openstack server rebuild --image nca-debian12-small "$SERVER" >/dev/null
+check "rebuild: ACTIVE" wait_state ACTIVE 1
+check "rebuild: same address $ADDR, SSH again" wait_ssh
+check "rebuild: the root is fresh (the file written before is gone)" bash -c "! ip netns exec nca-demo-peer ssh -i $DEMO_DIR/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@$ADDR test -e /root/e2e-rebuild.txt"
+
 actions=$(openstack server event list "$SERVER" -f value -c Action | tr '\n' ' ')
-check "instance actions recorded (${actions})" bash -c "[[ '$actions' == *create* && '$actions' == *stop* && '$actions' == *reboot* && '$actions' == *pause* ]]"
+check "instance actions recorded (${actions})" bash -c "[[ '$actions' == *create* && '$actions' == *stop* && '$actions' == *reboot* && '$actions' == *pause* && '$actions' == *createImage* && '$actions' == *rebuild* ]]"
 
 openstack server delete --wait "$SERVER"
 check "delete: server gone" bash -c "! openstack server show $SERVER >/dev/null 2>&1"

@@ -46,6 +46,9 @@ fi
 osc network create --provider-network-type vlan --provider-physical-network physnet1 --provider-segment 160 "$NET" >/dev/null
 osc subnet create --network "$NET" --subnet-range 10.60.0.0/24 --no-dhcp --gateway none "$NET-sub" >/dev/null
 RP=$(osc resource provider list --name "$E2E_HOST" -f value -c uuid)
+# nova's default quota (10 instances, 20 cores) would refuse 10 more servers beside the other
+# suites' and the demo's: the all-in-one's admin project is a test project.
+osc quota set --instances 100 --cores 200 --ram 204800 "${OS_PROJECT_NAME:-admin}" >/dev/null
 
 # ------------------------------------------------------------------ 10 builds, kill -9 midway
 osc server create --image "$IMAGE" --flavor "$FLAVOR" --network "$NET" --availability-zone "$AZ" \
