@@ -38,6 +38,7 @@ func (m *Manager) instanceOps() map[string]OpHandler {
 		"rebuild_instance":   m.opRebuild,
 		"get_diagnostics":    m.opDiagnostics,
 		"snapshot_instance":  m.opSnapshot,
+		"set_admin_password": m.opSetAdminPassword,
 		// Resize and cold migration on this same host (ops_resize.go).
 		"prep_resize":          m.opPrepResize,
 		"resize_instance":      m.opResizeInstance,

@@ -56,6 +56,7 @@ func guestImageTar(t *testing.T, marker string) []byte {
 	dir("home/debian/.ssh/", 1000)
 	file("sbin/init", "#!systemd", 0o755, 0)
 	file("etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndebian:x:1000:1000:Debian:/home/debian:/bin/bash\n", 0o644, 0)
+	file("etc/shadow", "root:*:19700:0:99999:7:::\ndebian:!:19700:0:99999:7:::\n", 0o640, 0)
 	file("home/debian/.ssh/authorized_keys", "ssh-ed25519 AAAAimage baked@image\n", 0o600, 1000)
 	file("etc/marker", marker, 0o644, 0)
 	_ = tw.Close()

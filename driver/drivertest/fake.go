@@ -49,6 +49,7 @@ type Fake struct {
 	history []events.Message
 	subs    map[int]*subscriber
 	nextSub int
+	execs   map[string]*fakeExec
 
 	// APIVersion is what Ping reports (default 1.41).
 	APIVersion string

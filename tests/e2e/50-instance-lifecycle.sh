@@ -135,6 +135,12 @@ check "rebuild: ACTIVE" wait_state ACTIVE 1
 check "rebuild: same address $ADDR, SSH again" wait_ssh
 check "rebuild: the root is fresh (the file written before is gone)" bash -c "! ip netns exec nca-demo-peer ssh -i $DEMO_DIR/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@$ADDR test -e /root/e2e-rebuild.txt"
 
+# set_admin_password: the guest's own chpasswd, as a guest agent does for a VM.
+openstack server set --password 'Nca-e2e-Pw1' "$SERVER"
+pw_ok() { guest 'h=$(getent shadow root | cut -d: -f2); perl -e "exit(crypt(\$ARGV[0], \$ARGV[1]) eq \$ARGV[1] ? 0 : 1)" Nca-e2e-Pw1 "$h"'; }
+check "set password: root's shadow hash matches the new password (perl crypt inside)" pw_ok
+check "set password: ACTIVE, no task left" wait_state ACTIVE 1
+
 actions=$(openstack server event list "$SERVER" -f value -c Action | tr '\n' ' ')
 check "instance actions recorded (${actions})" bash -c "[[ '$actions' == *create* && '$actions' == *stop* && '$actions' == *reboot* && '$actions' == *pause* && '$actions' == *createImage* && '$actions' == *rebuild* ]]"
 
