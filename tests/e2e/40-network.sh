@@ -109,7 +109,7 @@ if [[ $MODE == compat ]]; then
 fi
 e2e_host_up
 l2_alive() { [[ $(osc network agent list --host "$E2E_HOST" -f json | jq -r '.[0].Alive // empty') == true ]]; }
-l2_agents() { osc network agent list --host "$E2E_HOST" -f value -c ID | wc -l; }
+l2_agents() { osc network agent list --host "$E2E_HOST" -f json | jq length; }
 if [[ $MODE == full ]]; then
 	check "neutron: the agent's L2 role reports as an alive Open vSwitch agent" wait_until 60 l2_alive
 else

@@ -55,7 +55,7 @@ osc server create --image "$IMAGE" --flavor "$FLAVOR" --network "$NET" --availab
 	--min "$N" --max "$N" "$PREFIX" >/dev/null
 # Kill once the first containers exist: some builds are spawning, others still converting the
 # image or waiting for a build slot.
-spawning() { [[ $(docker ps -aq --filter "name=nca-e2e-$E2E_HOST-" | wc -l) -ge 2 ]]; }
+spawning() { [[ $(docker ps -aq --filter "name=nca-e2e-$E2E_HOST-" | wc -l) -ge 1 ]]; }
 wait_until 180 spawning || e2e_log "no container after 180 s: killing anyway"
 states_before=$(servers | jq -r '[.[].Status] | group_by(.) | map("\(.[0])=\(length)") | join(" ")')
 kill -KILL "$E2E_AGENT_PID"
@@ -99,6 +99,6 @@ gone() { [[ $(servers | jq length) == 0 ]]; }
 check "delete: all $N servers gone" wait_until 180 gone
 expect_eq "delete: no container of ours left" "$(docker ps -aq --filter "name=nca-e2e-$E2E_HOST-" | wc -l)" 0
 expect_eq "delete: no port left on $E2E_BR_INT" "$(ovs-vsctl list-ports "$E2E_BR_INT" 2>/dev/null | grep -c '^tap' || true)" 0
-expect_eq "delete: no neutron port left on $NET" "$(osc port list --network "$NET" -f value -c ID | wc -l)" 0
+expect_eq "delete: no neutron port left on $NET" "$(osc port list --network "$NET" -f json | jq length)" 0
 usage() { osc resource provider usage show "$RP" -f json | jq -r 'map(.usage) | add'; }
 expect_eq "delete: no allocation left on the host's resource provider" "$(usage)" 0
