@@ -360,6 +360,8 @@ type Diagnostics struct {
 	MemoryCache uint64 // page cache charged to the instance (total_cache on v1)
 	Pids        uint64
 	NICs        []NICStats
+	// StartedAt is when the guest's PID 1 last started (its uptime's origin).
+	StartedAt time.Time
 }
 
 // Diagnostics reads one stats sample of the instance container and the
@@ -376,6 +378,7 @@ func (d *Driver) Diagnostics(ctx context.Context, id string) (Diagnostics, error
 	if !running(c) {
 		return Diagnostics{}, fmt.Errorf("diagnostics of %s: %w", id, ErrNotRunning)
 	}
+	started, _ := time.Parse(time.RFC3339Nano, c.State.StartedAt)
 	res, err := d.api.ContainerStats(ctx, name, client.ContainerStatsOptions{Stream: false})
 	if err != nil {
 		return Diagnostics{}, translate(err, "stats of "+name)
@@ -390,6 +393,7 @@ func (d *Driver) Diagnostics(ctx context.Context, id string) (Diagnostics, error
 		PerCPUNs:    s.CPUStats.CPUUsage.PercpuUsage,
 		MemoryLimit: s.MemoryStats.Limit,
 		Pids:        s.PidsStats.Current,
+		StartedAt:   started,
 	}
 	// docker stats shows usage minus inactive page cache. systemd puts
 	// every process in a child cgroup, so on v1 only the hierarchical

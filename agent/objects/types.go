@@ -139,6 +139,9 @@ func (i *Instance) Metadata() map[string]string { return i.getDictStr("metadata"
 // KeyData is the public key injected at boot ("" when none).
 func (i *Instance) KeyData() string { return i.getString("key_data") }
 
+// ConfigDrive is config_drive: "True" (or an image id) when the user asked for one, "" otherwise.
+func (i *Instance) ConfigDrive() string { return i.getString("config_drive") }
+
 // KeyName is the keypair name ("" when none).
 func (i *Instance) KeyName() string { return i.getString("key_name") }
 
