@@ -82,16 +82,10 @@ func TestSetAdminPassword(t *testing.T) {
 		return err
 	}
 	shadow := func() string {
-		r, err := df.CopyFromContainer(ctx, "nca-"+uuid, client.CopyFromContainerOptions{SourcePath: "/etc/shadow"})
+		b, err := df.ReadFile("nca-"+uuid, "/etc/shadow")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer r.Content.Close()
-		tr := tar.NewReader(r.Content)
-		if _, err := tr.Next(); err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
 		return string(b)
 	}
 

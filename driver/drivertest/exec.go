@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -171,3 +172,19 @@ func (fakeAddr) Network() string { return "fake" }
 func (fakeAddr) String() string  { return "fake-docker" }
 
 var _ driver.ExecAPI = (*Fake)(nil)
+
+// ReadFile returns a file of a container as the guest would read it, for tests that check
+// what an operation wrote inside.
+func (f *Fake) ReadFile(ref, name string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	e, ok := c.files[path.Clean("/"+name)]
+	if !ok {
+		return nil, notFound("Could not find the file %s in container %s", name, c.id)
+	}
+	return append([]byte(nil), e.data...), nil
+}
