@@ -31,7 +31,7 @@ IMAGE=${NCA_E2E_IMAGE:-nca-debian12-small}
 NET=${NCA_E2E_NET:-nca-demo-net}
 DEMO_DIR=${DEMO_DIR:-/var/lib/nca-demo}
 # A machine on the instances' VLAN, on the bench host's own physical bridge.
-PEER=nca-bench-peer PEER_IP=192.0.2.249
+PEER=nca-bpeer PEER_IP=192.0.2.249
 FLAVOR=nca-bench-boot
 die() { echo "boot.sh: $*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "must run as root"
