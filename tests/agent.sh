@@ -23,11 +23,19 @@ pid() {
 case ${1:-} in
 start)
 	shift
-	if p=$(pid); then
-		echo "agent already running (pid $p)"
-		exit 0
-	fi
 	[[ -x $BIN ]] || make -s build
+	if p=$(pid); then
+		# A running agent is reused only if it is this checkout's current binary:
+		# one started from another checkout, or from a binary rebuilt since, would
+		# test code other than what is here.
+		exe=$(readlink "/proc/$p/exe" 2>/dev/null || true)
+		if [[ $exe == "$(realpath "$BIN")" ]]; then
+			echo "agent already running (pid $p)"
+			exit 0
+		fi
+		echo "agent pid $p runs ${exe:-an unknown binary}, not $(realpath "$BIN"): restarting it"
+		"$0" stop
+	fi
 	args=(--config-file "$NCA_AIO_DIR/agent.conf" --config-file "$NCA_AIO_DIR/openvswitch_agent.ini")
 	for f in "$@"; do args+=(--config-file "$f"); done
 	setsid "$BIN" "${args[@]}" >>"$LOG" 2>&1 </dev/null &
