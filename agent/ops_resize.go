@@ -36,6 +36,7 @@ type (
 	allocationMover interface {
 		ConsumerAllocations(ctx context.Context, consumer string) (*cloud.ConsumerAllocations, error)
 		PutConsumerAllocations(ctx context.Context, consumer string, a cloud.ConsumerAllocations) error
+		PostAllocations(ctx context.Context, byConsumer map[string]cloud.ConsumerAllocations) error
 	}
 )
 
@@ -712,9 +713,9 @@ func (m *Manager) finishRevertResize(ctx context.Context, rctx map[string]any, r
 	return err
 }
 
-// MoveAllocationsPlan is placement's move_allocations as two consumer writes: the
-// target takes the source's allocations (replacing its own) and the source is emptied.
-// Pure: it only builds the bodies, against the generations read.
+// MoveAllocationsPlan is placement's move_allocations as the two consumer writes of one
+// POST /allocations: the target takes the source's allocations (replacing its own) and
+// the source is emptied. Pure: it only builds the bodies, against the generations read.
 func MoveAllocationsPlan(source, target cloud.ConsumerAllocations) (toTarget, emptySource cloud.ConsumerAllocations) {
 	toTarget = cloud.ConsumerAllocations{Allocations: source.Allocations, ConsumerGeneration: target.ConsumerGeneration,
 		ProjectID: source.ProjectID, UserID: source.UserID}
@@ -756,11 +757,11 @@ func (m *Manager) revertAllocation(ctx context.Context, instanceUUID, migrationU
 		return fmt.Errorf("read allocations of instance %s: %w", instanceUUID, err)
 	}
 	toTarget, empty := MoveAllocationsPlan(*src, *dst)
-	if err := am.PutConsumerAllocations(ctx, instanceUUID, toTarget); err != nil {
+	// One transaction, as nova's move_allocations: written as two, a host near capacity
+	// would refuse the first write, and a failure between them would leave the instance
+	// holding both flavors or neither.
+	if err := am.PostAllocations(ctx, map[string]cloud.ConsumerAllocations{instanceUUID: toTarget, migrationUUID: empty}); err != nil {
 		return fmt.Errorf("move allocations of migration %s to instance %s: %w", migrationUUID, instanceUUID, err)
-	}
-	if err := am.PutConsumerAllocations(ctx, migrationUUID, empty); err != nil {
-		return fmt.Errorf("release allocations of migration %s (moved to instance %s): %w", migrationUUID, instanceUUID, err)
 	}
 	return nil
 }

@@ -53,21 +53,48 @@ func (p *allocPlacement) ConsumerAllocations(_ context.Context, c string) (*clou
 func (p *allocPlacement) PutConsumerAllocations(_ context.Context, c string, a cloud.ConsumerAllocations) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err := p.checkGeneration(c, a); err != nil {
+		return err
+	}
+	p.write(c, a)
+	return nil
+}
+
+// PostAllocations writes all or nothing, as placement's POST /allocations.
+func (p *allocPlacement) PostAllocations(_ context.Context, byConsumer map[string]cloud.ConsumerAllocations) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c, a := range byConsumer {
+		if err := p.checkGeneration(c, a); err != nil {
+			return err
+		}
+	}
+	for c, a := range byConsumer {
+		p.write(c, a)
+	}
+	return nil
+}
+
+func (p *allocPlacement) checkGeneration(c string, a cloud.ConsumerAllocations) error {
 	cur := p.consumers[c]
 	switch {
 	case cur == nil && a.ConsumerGeneration != nil, cur != nil && (a.ConsumerGeneration == nil || *a.ConsumerGeneration != *cur.ConsumerGeneration):
-		return cloud.ErrConflict
+		return cloud.ErrGenerationConflict
 	}
+	return nil
+}
+
+func (p *allocPlacement) write(c string, a cloud.ConsumerAllocations) {
+	cur := p.consumers[c]
 	if len(a.Allocations) == 0 {
 		delete(p.consumers, c)
-		return nil
+		return
 	}
 	gen := 1
 	if cur != nil {
 		gen = *cur.ConsumerGeneration + 1
 	}
 	p.consumers[c] = &cloud.ConsumerAllocations{Allocations: maps.Clone(a.Allocations), ConsumerGeneration: &gen, ProjectID: a.ProjectID, UserID: a.UserID}
-	return nil
 }
 
 func (p *allocPlacement) set(c, rp string, res map[string]int) {

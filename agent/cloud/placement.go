@@ -471,6 +471,29 @@ func (p *Placement) PutConsumerAllocations(ctx context.Context, consumer string,
 	return nil
 }
 
+// PostAllocations writes the allocations of several consumers in one
+// transaction (POST /allocations, 1.28): all are written or none is, which is
+// how nova moves allocations between an instance and its migration. Each
+// consumer's ConsumerGeneration follows PutConsumerAllocations' rules; a
+// mismatch on any of them is ErrGenerationConflict and nothing changes.
+func (p *Placement) PostAllocations(ctx context.Context, byConsumer map[string]ConsumerAllocations) error {
+	body := map[string]any{}
+	for consumer, a := range byConsumer {
+		allocs := map[string]allocationBody{}
+		for rp, res := range a.Allocations {
+			allocs[rp] = allocationBody{Resources: res}
+		}
+		body[consumer] = map[string]any{"allocations": allocs, "consumer_generation": a.ConsumerGeneration,
+			"project_id": a.ProjectID, "user_id": a.UserID}
+	}
+	_, err := p.svc.do(ctx, call{method: http.MethodPost, microversion: mvConsumerGeneration,
+		path: "allocations", body: body, ok: []int{http.StatusNoContent}})
+	if err != nil {
+		return fmt.Errorf("post allocations of %d consumers: %w", len(byConsumer), err)
+	}
+	return nil
+}
+
 // DeleteConsumerAllocations deletes all allocations of a consumer (nova's
 // forced delete, no microversion). It reports false, without error, when the
 // consumer had none.

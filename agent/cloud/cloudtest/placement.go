@@ -158,6 +158,12 @@ func (p *Placement) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case path == "/resource_providers" && r.Method == http.MethodGet:
 		p.listProviders(w, r, atLeast(14))
+	case path == "/allocations" && r.Method == http.MethodPost:
+		if !atLeast(28) {
+			placementError(w, http.StatusBadRequest, "", "this fake implements POST /allocations at >= 1.28 only")
+			return
+		}
+		p.postAllocations(w, body)
 	case path == "/resource_providers" && r.Method == http.MethodPost:
 		p.createProvider(w, body, atLeast(20))
 	case reRP.MatchString(path):
@@ -474,68 +480,121 @@ func (p *Placement) getConsumer(w http.ResponseWriter, cu string, withGen bool) 
 	writeJSONLocked(w, http.StatusOK, doc)
 }
 
+// consumerWrite is one consumer's part of a PUT or POST /allocations body.
+type consumerWrite struct {
+	Allocations map[string]struct {
+		Resources map[string]int `json:"resources"`
+	} `json:"allocations"`
+	ConsumerGeneration *int   `json:"consumer_generation"`
+	ProjectID          string `json:"project_id"`
+	UserID             string `json:"user_id"`
+}
+
 func (p *Placement) putConsumer(w http.ResponseWriter, cu string, body []byte) {
-	var req struct {
-		Allocations map[string]struct {
-			Resources map[string]int `json:"resources"`
-		} `json:"allocations"`
-		ConsumerGeneration *int   `json:"consumer_generation"`
-		ProjectID          string `json:"project_id"`
-		UserID             string `json:"user_id"`
-	}
-	if err := json.Unmarshal(body, &req); err != nil || req.Allocations == nil || req.ProjectID == "" || req.UserID == "" {
+	var req consumerWrite
+	if err := json.Unmarshal(body, &req); err != nil {
 		placementError(w, http.StatusBadRequest, "", "JSON does not validate")
 		return
 	}
-	old := p.consumers[cu]
-	switch {
-	case old == nil && req.ConsumerGeneration != nil:
-		placementError(w, http.StatusConflict, "placement.concurrent_update",
-			"consumer generation conflict - expected null but got "+strconv.Itoa(*req.ConsumerGeneration))
-		return
-	case old != nil && (req.ConsumerGeneration == nil || *req.ConsumerGeneration != old.generation):
-		placementError(w, http.StatusConflict, "placement.concurrent_update",
-			fmt.Sprintf("consumer generation conflict - expected %d", old.generation))
+	p.writeConsumers(w, map[string]consumerWrite{cu: req})
+}
+
+// postAllocations is POST /allocations: every consumer written, or none.
+func (p *Placement) postAllocations(w http.ResponseWriter, body []byte) {
+	var req map[string]consumerWrite
+	if err := json.Unmarshal(body, &req); err != nil || len(req) == 0 {
+		placementError(w, http.StatusBadRequest, "", "JSON does not validate")
 		return
 	}
-	newAllocs := map[string]map[string]int{}
-	for rpu, a := range req.Allocations {
-		rp := p.providers[rpu]
-		if rp == nil {
-			placementError(w, http.StatusBadRequest, "", "Allocation for resource provider '"+rpu+"' that does not exist.")
+	p.writeConsumers(w, req)
+}
+
+// writeConsumers checks generations and capacity for all the writes against
+// the usage they leave behind, then applies them together.
+func (p *Placement) writeConsumers(w http.ResponseWriter, writes map[string]consumerWrite) {
+	newAllocs := map[string]map[string]map[string]int{} // consumer -> rp -> rc -> n
+	for cu, req := range writes {
+		if req.Allocations == nil || req.ProjectID == "" || req.UserID == "" {
+			placementError(w, http.StatusBadRequest, "", "JSON does not validate")
 			return
 		}
-		for rc, n := range a.Resources {
-			inv, ok := rp.inventories[rc]
-			if !ok {
-				placementError(w, http.StatusBadRequest, "", fmt.Sprintf("Unable to allocate inventory: Inventory for '%s' on resource provider '%s' invalid.", rc, rpu))
+		old := p.consumers[cu]
+		switch {
+		case old == nil && req.ConsumerGeneration != nil:
+			placementError(w, http.StatusConflict, "placement.concurrent_update",
+				"consumer generation conflict - expected null but got "+strconv.Itoa(*req.ConsumerGeneration))
+			return
+		case old != nil && (req.ConsumerGeneration == nil || *req.ConsumerGeneration != old.generation):
+			placementError(w, http.StatusConflict, "placement.concurrent_update",
+				fmt.Sprintf("consumer generation conflict - expected %d", old.generation))
+			return
+		}
+		na := map[string]map[string]int{}
+		for rpu, a := range req.Allocations {
+			rp := p.providers[rpu]
+			if rp == nil {
+				placementError(w, http.StatusBadRequest, "", "Allocation for resource provider '"+rpu+"' that does not exist.")
 				return
 			}
-			used := p.usage(rpu)[rc]
-			if old != nil {
-				used -= old.allocations[rpu][rc]
+			for rc, n := range a.Resources {
+				inv, ok := rp.inventories[rc]
+				if !ok {
+					placementError(w, http.StatusBadRequest, "", fmt.Sprintf("Unable to allocate inventory: Inventory for '%s' on resource provider '%s' invalid.", rc, rpu))
+					return
+				}
+				if n < inv.MinUnit || n > inv.MaxUnit || n%inv.StepSize != 0 {
+					placementError(w, http.StatusConflict, "", fmt.Sprintf("Unable to allocate inventory: Unable to create allocation for '%s' on resource provider '%s'. The requested amount would violate inventory constraints.", rc, rpu))
+					return
+				}
 			}
-			capacity := int(float64(inv.Total-inv.Reserved) * inv.AllocationRatio)
-			if n < inv.MinUnit || n > inv.MaxUnit || n%inv.StepSize != 0 || used+n > capacity {
-				placementError(w, http.StatusConflict, "",
-					fmt.Sprintf("Unable to allocate inventory: Unable to create allocation for '%s' on resource provider '%s'. The requested amount would exceed the capacity.", rc, rpu))
-				return
+			na[rpu] = maps.Clone(a.Resources)
+		}
+		newAllocs[cu] = na
+	}
+	// Capacity: each provider's usage once every write is applied.
+	for _, na := range newAllocs {
+		for rpu, res := range na {
+			rp := p.providers[rpu]
+			used := maps.Clone(p.usage(rpu))
+			if used == nil {
+				used = map[string]int{}
+			}
+			for ocu := range newAllocs {
+				if old := p.consumers[ocu]; old != nil {
+					for rc, n := range old.allocations[rpu] {
+						used[rc] -= n
+					}
+				}
+				for rc, n := range newAllocs[ocu][rpu] {
+					used[rc] += n
+				}
+			}
+			for rc := range res {
+				inv := rp.inventories[rc]
+				capacity := int(float64(inv.Total-inv.Reserved) * inv.AllocationRatio)
+				if used[rc] > capacity {
+					placementError(w, http.StatusConflict, "",
+						fmt.Sprintf("Unable to allocate inventory: Unable to create allocation for '%s' on resource provider '%s'. The requested amount would exceed the capacity.", rc, rpu))
+					return
+				}
 			}
 		}
-		newAllocs[rpu] = maps.Clone(a.Resources)
 	}
-	if old != nil {
-		p.bumpFor(old.allocations)
-	}
-	p.bumpFor(newAllocs)
-	if len(newAllocs) == 0 {
-		delete(p.consumers, cu)
-	} else {
+	for cu, na := range newAllocs {
+		old, req := p.consumers[cu], writes[cu]
+		if old != nil {
+			p.bumpFor(old.allocations)
+		}
+		p.bumpFor(na)
+		if len(na) == 0 {
+			delete(p.consumers, cu)
+			continue
+		}
 		gen := 1 // a new consumer is created at 0 and bumped by its first write
 		if old != nil {
 			gen = old.generation + 1
 		}
-		p.consumers[cu] = &consumer{generation: gen, project: req.ProjectID, user: req.UserID, allocations: newAllocs}
+		p.consumers[cu] = &consumer{generation: gen, project: req.ProjectID, user: req.UserID, allocations: na}
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -168,6 +168,47 @@ func RunPlacementSuite(t *testing.T, p *cloud.Placement) {
 	if err := p.PutConsumerAllocations(ctx, uuid.NewString(), over); !errors.Is(err, cloud.ErrConflict) {
 		t.Errorf("allocation beyond capacity: %v, want ErrConflict", err)
 	}
+	// Moving B's 4096 MB to a new consumer C: as two PUTs the first would exceed capacity
+	// (8192 > 5376); as one POST, as nova moves an instance's allocations to its migration,
+	// it fits. A stale generation for either consumer changes nothing.
+	consumerC := uuid.NewString()
+	move := func(from, to string) map[string]cloud.ConsumerAllocations {
+		src, err := p.ConsumerAllocations(ctx, from)
+		if err != nil {
+			t.Fatalf("ConsumerAllocations %s: %v", from, err)
+		}
+		dst, err := p.ConsumerAllocations(ctx, to)
+		if err != nil {
+			t.Fatalf("ConsumerAllocations %s: %v", to, err)
+		}
+		return map[string]cloud.ConsumerAllocations{
+			from: {Allocations: map[string]map[string]int{}, ConsumerGeneration: src.ConsumerGeneration, ProjectID: project, UserID: user},
+			to:   {Allocations: src.Allocations, ConsumerGeneration: dst.ConsumerGeneration, ProjectID: project, UserID: user},
+		}
+	}
+	stale := move(consumerB, consumerC)
+	wrong := 99
+	bad := stale[consumerB]
+	bad.ConsumerGeneration = &wrong
+	stale[consumerB] = bad
+	if err := p.PostAllocations(ctx, stale); !errors.Is(err, cloud.ErrGenerationConflict) {
+		t.Errorf("PostAllocations with a stale generation: %v, want ErrGenerationConflict", err)
+	}
+	if c, _ := p.ConsumerAllocations(ctx, consumerC); c == nil || len(c.Allocations) != 0 {
+		t.Errorf("a refused PostAllocations wrote consumer C: %+v", c)
+	}
+	if err := p.PostAllocations(ctx, move(consumerB, consumerC)); err != nil {
+		t.Fatalf("PostAllocations moving B to C: %v", err)
+	}
+	if c, err := p.ConsumerAllocations(ctx, consumerC); err != nil || c.Allocations[rpUUID]["MEMORY_MB"] != 4096 {
+		t.Errorf("consumer C after the move: %+v, %v", c, err)
+	}
+	if b, err := p.ConsumerAllocations(ctx, consumerB); err != nil || len(b.Allocations) != 0 {
+		t.Errorf("consumer B after the move: %+v, %v", b, err)
+	}
+	if err := p.PostAllocations(ctx, move(consumerC, consumerB)); err != nil {
+		t.Fatalf("PostAllocations moving C back to B: %v", err)
+	}
 	pa, err := p.ProviderAllocations(ctx, rpUUID)
 	if err != nil || len(pa.Allocations) != 2 || pa.Allocations[consumerA]["VCPU"] != 1 {
 		t.Fatalf("ProviderAllocations: %+v, %v", pa, err)
