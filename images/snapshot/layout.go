@@ -130,6 +130,23 @@ type Original struct {
 	Partitions  []disk.Partition
 	Root        disk.Partition // Number 0: filesystem on the whole disk
 	Super       Superblock
+	// RootFS is the root filesystem's kind ("ext4", "xfs", ...) and RootLV its "vg/lv" when
+	// it is an LVM logical volume: only an ext root in a partition (or the whole disk) can be
+	// replaced in place, as mkfs.ext4 is what writes the snapshot's root.
+	RootFS string
+	RootLV string
+}
+
+// InPlace says whether the snapshot's root can replace the original's in its partition,
+// and if not, why.
+func (o *Original) InPlace() (bool, string) {
+	switch {
+	case o.RootLV != "":
+		return false, fmt.Sprintf("the original root is the LVM logical volume %s (%s); the snapshot's root is rebuilt as ext4 on a fresh disk", o.RootLV, o.RootFS)
+	case !strings.HasPrefix(o.RootFS, "ext"):
+		return false, fmt.Sprintf("the original root filesystem is %s; the snapshot's root is rebuilt as ext4 on a fresh disk", o.RootFS)
+	}
+	return true, ""
 }
 
 // Layout is the pure plan of the snapshot disk.

@@ -157,3 +157,23 @@ func TestUnfilterFstab(t *testing.T) {
 		t.Errorf("empty fstab: %d %v", n, ok)
 	}
 }
+
+func TestOriginalInPlace(t *testing.T) {
+	for _, c := range []struct {
+		fs, lv string
+		ok     bool
+		why    string
+	}{
+		{fs: "ext4", ok: true},
+		{fs: "ext2", ok: true},
+		{fs: "xfs", why: "filesystem is xfs"},
+		{fs: "ext4", lv: "rootvg/root", why: "logical volume rootvg/root"},
+		{fs: "xfs", lv: "rootvg/root", why: "logical volume rootvg/root (xfs)"},
+	} {
+		o := &Original{RootFS: c.fs, RootLV: c.lv}
+		ok, why := o.InPlace()
+		if ok != c.ok || !strings.Contains(why, c.why) {
+			t.Errorf("%s on %q: InPlace = %v %q, want %v containing %q", c.fs, c.lv, ok, why, c.ok, c.why)
+		}
+	}
+}

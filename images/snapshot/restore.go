@@ -129,11 +129,14 @@ func readOriginal(ctx context.Context, r io.ReaderAt, size int64, t *tree, log *
 		return nil, nil, st, fmt.Errorf("%w: read root filesystem: %w", ErrOriginal, cd.err)
 	}
 	res := cd.res
-	orig := &Original{VirtualSize: size, Table: res.PartitionTable}
+	orig := &Original{VirtualSize: size, Table: res.PartitionTable, RootFS: res.Filesystem, RootLV: res.RootLV}
 	if res.QCOW2 != nil {
 		orig.VirtualSize = res.QCOW2.VirtualSize
 	}
 	for _, p := range res.Partitions {
+		if p.LV != "" {
+			continue // a logical volume inside a partition, not a partition of the disk
+		}
 		orig.Partitions = append(orig.Partitions, p.Partition)
 	}
 	if res.RootPartition == 0 {

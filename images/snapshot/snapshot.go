@@ -197,6 +197,7 @@ func (s *Staged) Build(ctx context.Context) (res *Result, err error) {
 	var sb *Superblock
 	var dev io.ReaderAt
 	bootCode := false
+	freshWhy := "" // why an original was given but its layout could not be kept
 	if o.Original != nil {
 		var state *origState
 		orig, state, res.Restored, err = readOriginal(ctx, o.Original, o.OriginalSize, t, o.Logger)
@@ -206,6 +207,15 @@ func (s *Staged) Build(ctx context.Context) (res *Result, err error) {
 		if res.Actions, err = unadapt(t, state); err != nil {
 			return nil, fmt.Errorf("undo container adaptation: %w", err)
 		}
+		if ok, why := orig.InPlace(); !ok {
+			// The original's /boot and modules stay merged (a rescue boot finds them), but
+			// without its root filesystem type there is no disk to keep around the new root.
+			freshWhy = why
+			res.Warnings = append(res.Warnings, why)
+			orig = nil
+		}
+	}
+	if orig != nil {
 		d, _, closeDisk, derr := openDisk(ctx, o.Original, o.OriginalSize)
 		if derr != nil {
 			return nil, derr
@@ -240,6 +250,9 @@ func (s *Staged) Build(ctx context.Context) (res *Result, err error) {
 	total.add(res.Restored)
 	need := NeedFor(total, bs, is)
 	l := PlanLayout(orig, need, int64(o.RootGB)*gib)
+	if freshWhy != "" {
+		l.Note = "fresh layout: " + freshWhy
+	}
 	res.Layout = l
 	o.Logger.DebugContext(ctx, "snapshot layout", "mode", l.Mode, "disk", l.DiskSize, "root_start", l.RootStart, "note", l.Note)
 

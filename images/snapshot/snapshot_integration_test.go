@@ -134,6 +134,8 @@ func runtimeOwned(n string) bool {
 func TestSnapshot(t *testing.T) {
 	gpt := filepath.Join(imagesDir(), "debian12-small-gpt-c.qcow2")
 	mbr := filepath.Join(imagesDir(), "debian12-small-mbr-c.qcow2")
+	xfs := filepath.Join(imagesDir(), "debian12-small-xfs-c.qcow2")
+	lvm := filepath.Join(imagesDir(), "debian12-small-lvm-c.qcow2")
 	cases := []struct {
 		name, original, source string
 		opts                   snapshot.Options
@@ -143,6 +145,10 @@ func TestSnapshot(t *testing.T) {
 		{name: "gpt original layout booted", original: gpt, source: gpt, mode: snapshot.LayoutOriginal, bootable: true, boot: true},
 		{name: "mbr grown by flavor", original: mbr, source: mbr, opts: snapshot.Options{RootGB: 3, NoCompress: true}, mode: snapshot.LayoutOriginal, grow: true, bootable: true},
 		{name: "fresh without original", source: mbr, opts: snapshot.Options{NoCompress: true}, mode: snapshot.LayoutFresh},
+		// Roots that mkfs.ext4 cannot replace in place: the snapshot still converts back
+		// into the same container, on a fresh disk without a boot loader.
+		{name: "xfs original rebuilt fresh", original: xfs, source: xfs, opts: snapshot.Options{NoCompress: true}, mode: snapshot.LayoutFresh},
+		{name: "lvm original rebuilt fresh", original: lvm, source: lvm, opts: snapshot.Options{NoCompress: true}, mode: snapshot.LayoutFresh},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -160,6 +166,9 @@ func TestSnapshot(t *testing.T) {
 			t.Logf("tree %+v; restored %+v; actions %q; warnings %q", res.Tree, res.Restored, res.Actions, res.Warnings)
 			if res.Layout.Mode != c.mode || res.Layout.Grow != c.grow || res.VMBootable != c.bootable {
 				t.Fatalf("layout %s grow %v bootable %v (%s), want %s %v %v", res.Layout.Mode, res.Layout.Grow, res.VMBootable, res.BootNote, c.mode, c.grow, c.bootable)
+			}
+			if c.original != "" && c.mode == snapshot.LayoutFresh && !strings.Contains(res.Layout.Note, "ext4 on a fresh disk") {
+				t.Errorf("layout note %q does not say why the original layout was not kept", res.Layout.Note)
 			}
 			if c.original != "" && len(res.Actions) == 0 {
 				t.Fatal("no un-adaptation step taken: the converter's fstab filter and masks were expected")
