@@ -200,6 +200,10 @@ func (m *Manager) opSnapshot(ctx context.Context, req *rpc.Request, inst *object
 		return nil, fmt.Errorf("build snapshot disk of %s: %w", uuid, err)
 	}
 	defer res.Cleanup()
+	// Whether the image boots on KVM too is the operator's question after a snapshot:
+	// answer it in the log, with the reason.
+	m.log.InfoContext(ctx, "snapshot disk built", "instance", uuid, "image", imageID, "bytes", res.Size,
+		"layout", res.Layout.Mode, "vm_bootable", res.VMBootable, "boot_note", res.BootNote, "warnings", res.Warnings)
 	inst.SetTaskState(objects.TaskImageUploading)
 	if err := m.cond.InstanceSave(ctx, rctx, inst, tasks(objects.TaskImagePendingUpload)); err != nil {
 		return nil, err
