@@ -159,6 +159,10 @@ connection = $(dburl keystone keystone)
 provider = fernet
 [fernet_tokens]
 key_repository = $NCA_AIO_DIR/keystone/fernet-keys
+# keystone 22.0.2 (bookworm-security) loads the receipt provider in bootstrap:
+# without this it looks for /etc/keystone/fernet-keys and exits.
+[fernet_receipts]
+key_repository = $NCA_AIO_DIR/keystone/fernet-keys
 [credential]
 key_repository = $NCA_AIO_DIR/keystone/credential-keys
 [cache]
@@ -564,7 +568,8 @@ runpar() {
 			local p
 			for p in "${pids[@]}"; do pkill -P "$p" 2>/dev/null || true; done
 			kill "${pids[@]}" 2>/dev/null || true
-			wait 2>/dev/null || true
+			# Only these steps: a bare wait would also wait for the daemons started above.
+			wait "${pids[@]}" 2>/dev/null || true
 			die "${names[$i]} failed" "${names[$i]}"
 		fi
 	done
