@@ -717,11 +717,9 @@ func (m *Manager) finishRevertResize(ctx context.Context, rctx map[string]any, r
 // POST /allocations: the target takes the source's allocations (replacing its own) and
 // the source is emptied. Pure: it only builds the bodies, against the generations read.
 func MoveAllocationsPlan(source, target cloud.ConsumerAllocations) (toTarget, emptySource cloud.ConsumerAllocations) {
+	// Both writes carry the source's project and user, as nova's move_allocations does.
 	toTarget = cloud.ConsumerAllocations{Allocations: source.Allocations, ConsumerGeneration: target.ConsumerGeneration,
 		ProjectID: source.ProjectID, UserID: source.UserID}
-	if target.ProjectID != "" {
-		toTarget.ProjectID, toTarget.UserID = target.ProjectID, target.UserID
-	}
 	emptySource = cloud.ConsumerAllocations{Allocations: map[string]map[string]int{}, ConsumerGeneration: source.ConsumerGeneration,
 		ProjectID: source.ProjectID, UserID: source.UserID}
 	return toTarget, emptySource

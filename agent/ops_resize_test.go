@@ -546,9 +546,9 @@ func TestPrepResizeFromAnotherHostRollsBack(t *testing.T) {
 func TestMoveAllocationsPlan(t *testing.T) {
 	g1, g4 := 1, 4
 	src := cloud.ConsumerAllocations{Allocations: map[string]map[string]int{"rp": {"VCPU": 1}}, ConsumerGeneration: &g1, ProjectID: "p", UserID: "u"}
-	dst := cloud.ConsumerAllocations{Allocations: map[string]map[string]int{"rp": {"VCPU": 2}}, ConsumerGeneration: &g4, ProjectID: "p", UserID: "u"}
+	dst := cloud.ConsumerAllocations{Allocations: map[string]map[string]int{"rp": {"VCPU": 2}}, ConsumerGeneration: &g4, ProjectID: "other", UserID: "other"}
 	to, empty := MoveAllocationsPlan(src, dst)
-	if *to.ConsumerGeneration != 4 || to.Allocations["rp"]["VCPU"] != 1 {
+	if *to.ConsumerGeneration != 4 || to.Allocations["rp"]["VCPU"] != 1 || to.ProjectID != "p" || to.UserID != "u" {
 		t.Errorf("target write %+v", to)
 	}
 	if *empty.ConsumerGeneration != 1 || len(empty.Allocations) != 0 || empty.ProjectID != "p" {
