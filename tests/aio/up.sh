@@ -117,6 +117,15 @@ EOF
 	done
 	mariadb -e "$sql" || die "creating databases" mariadb
 }
+# fresh_db DB... empties databases whose sync never finished (no marker): a run
+# interrupted mid-migration leaves a schema no migration tool can resume from
+# (neutron-db-manage then fails on a half-built table). Database-level grants
+# survive the drop.
+fresh_db() {
+	local sql="" d
+	for d in "$@"; do sql+="DROP DATABASE IF EXISTS $d; CREATE DATABASE $d; "; done
+	mariadb -e "$sql"
+}
 
 # ---------------------------------------------------------------- RabbitMQ
 phase_rabbitmq() {
@@ -187,6 +196,8 @@ fernet_keys() {
 phase_keystone() {
 	if [[ ! -f $AIO_STATE/keystone.synced ]]; then
 		say "keystone: db_sync, bootstrap"
+		fresh_db keystone >>"$AIO_LOG/keystone-manage.log" 2>&1 || die "keystone database reset" keystone-manage
+		rm -f "$AIO_STATE/keystone.registered" # what it registered went with the database
 		fernet_keys "$NCA_AIO_DIR/keystone/fernet-keys"
 		fernet_keys "$NCA_AIO_DIR/keystone/credential-keys"
 		{
@@ -245,6 +256,7 @@ EOF
 }
 phase_glance_sync() {
 	[[ -f $AIO_STATE/glance.synced ]] && return 0
+	fresh_db glance >>"$AIO_LOG/glance-manage.log" 2>&1 || return 1
 	glance-manage --config-file "$AIO_ETC/glance/glance-api.conf" db_sync >>"$AIO_LOG/glance-manage.log" 2>&1 || return 1
 	touch "$AIO_STATE/glance.synced"
 }
@@ -265,6 +277,7 @@ EOF
 }
 phase_placement_sync() {
 	[[ -f $AIO_STATE/placement.synced ]] && return 0
+	fresh_db placement >>"$AIO_LOG/placement-manage.log" 2>&1 || return 1
 	placement-manage --config-file "$AIO_ETC/placement/placement.conf" db sync >>"$AIO_LOG/placement-manage.log" 2>&1 || return 1
 	touch "$AIO_STATE/placement.synced"
 }
@@ -325,9 +338,10 @@ phase_nova_sync() {
 	[[ -f $AIO_STATE/nova.synced ]] && return 0
 	{
 		# Not simple_cell_setup: it also discovers hosts, which needs the cell
-		# database synced first. create_cell exits 2 when cell1 already exists
-		# (an earlier run that died before the marker). db sync covers cell0 too.
-		nova_manage api_db sync &&
+		# database synced first. create_cell exits 2 when cell1 already exists.
+		# db sync covers cell0 too.
+		fresh_db nova_api nova nova_cell0 &&
+			nova_manage api_db sync &&
 			nova_manage cell_v2 map_cell0 --database_connection "$(dburl nova nova_cell0)" &&
 			{ nova_manage cell_v2 create_cell --name=cell1 --verbose || [[ $? == 2 ]]; } &&
 			nova_manage db sync
@@ -382,6 +396,7 @@ EOF
 }
 phase_neutron_sync() {
 	[[ -f $AIO_STATE/neutron.synced ]] && return 0
+	fresh_db neutron >>"$AIO_LOG/neutron-db-manage.log" 2>&1 || return 1
 	neutron-db-manage --config-file "$AIO_ETC/neutron/neutron.conf" --config-file "$AIO_ETC/neutron/ml2_conf.ini" \
 		upgrade head >>"$AIO_LOG/neutron-db-manage.log" 2>&1 || return 1
 	touch "$AIO_STATE/neutron.synced"
