@@ -18,6 +18,14 @@ fi
 # shellcheck source=/dev/null
 . "$NCA_AIO_DIR/env"
 
+# Tools only the tests use (the all-in-one has the rest): the snapshot test boots the
+# snapshot as a VM under TCG.
+if ! command -v qemu-system-x86_64 >/dev/null; then
+	echo "run-integration: installing qemu-system-x86 (boots a snapshot as a VM)"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=900 qemu-system-x86 >/dev/null ||
+		echo "run-integration: qemu-system-x86 could not be installed: the snapshot test will say so" >&2
+fi
+
 passed=0 failed=0 failures=()
 result() { # NAME RC
 	if [[ $2 == 0 ]]; then
