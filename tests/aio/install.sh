@@ -20,7 +20,7 @@ PKGS=(
 	python3-openstackclient python3-osc-placement
 	python3-oslo.messaging
 	openvswitch-switch docker.io lxcfs
-	curl jq iproute2 ethtool openssh-client
+	curl jq iproute2 iputils-ping ethtool openssh-client
 )
 
 mkdir -p "$AIO_LOG" "$AIO_RUN"
