@@ -171,7 +171,7 @@ func monitorRequest(db client.Client) *client.Monitor {
 		i ovsdb.Interface
 	)
 	return db.NewMonitor(
-		client.WithTable(&o, &o.Bridges, &o.DatapathTypes, &o.IfaceTypes, &o.ExternalIDs, &o.OVSVersion),
+		client.WithTable(&o, &o.Bridges, &o.DatapathTypes, &o.IfaceTypes, &o.ExternalIDs, &o.OVSVersion, &o.NextCfg, &o.CurCfg),
 		client.WithTable(&b, &b.Name, &b.Ports, &b.FailMode, &b.DatapathType, &b.Protocols, &b.ExternalIDs, &b.OtherConfig),
 		client.WithTable(&p, &p.Name, &p.Interfaces, &p.Tag, &p.Trunks, &p.VLANMode, &p.ExternalIDs, &p.OtherConfig),
 		client.WithTable(&i, &i.Name, &i.Type, &i.Options, &i.ExternalIDs, &i.OtherConfig, &i.OFPort, &i.MTURequest, &i.Error),
@@ -635,12 +635,40 @@ func (c *Client) DeletePort(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	// ovs-vswitchd must have closed the device before the port can be added again: if the
+	// removal and a re-add of the same name reach it in one reconfiguration it sees no
+	// change and keeps polling the old, dead device (the guest behind a recreated veth
+	// then receives nothing it sends). So the removal waits for ovs-vswitchd, as
+	// ovs-vsctl does, through next_cfg/cur_cfg; without a running ovs-vswitchd (cur_cfg
+	// never set: the in-memory test server) there is nobody to wait for.
+	root, err := c.root(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	vswitchd := root.CurCfg > 0
+	if vswitchd {
+		o, err := c.db.Where(root).Mutate(root, model.Mutation{Field: &root.NextCfg, Mutator: libovsdb.MutateOperationAdd, Value: 1})
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		ops = append(ops, o...)
+	}
 	if err := c.txn(ctx, what, ops); err != nil {
 		return err
 	}
-	return c.waitCache(ctx, what, func() bool {
+	if err := c.waitCache(ctx, what, func() bool {
 		_, err := c.port(ctx, name)
 		return errors.Is(err, ErrNotFound)
+	}); err != nil {
+		return err
+	}
+	if !vswitchd {
+		return nil
+	}
+	want := root.NextCfg + 1
+	return c.waitCache(ctx, what+": ovs-vswitchd applies it", func() bool {
+		r, err := c.root(ctx)
+		return err == nil && r.NextCfg >= want && r.CurCfg >= want
 	})
 }
 

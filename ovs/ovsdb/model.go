@@ -26,6 +26,10 @@ type OpenvSwitch struct {
 	IfaceTypes    []string          `ovsdb:"iface_types"`
 	ExternalIDs   map[string]string `ovsdb:"external_ids"`
 	OVSVersion    *string           `ovsdb:"ovs_version"`
+	// NextCfg is bumped by a client that wants to know when ovs-vswitchd has applied its
+	// change; ovs-vswitchd copies it to CurCfg once it has (ovs-vsctl's wait).
+	NextCfg int `ovsdb:"next_cfg"`
+	CurCfg  int `ovsdb:"cur_cfg"`
 }
 
 // Bridge is one OVS bridge (br-int, br-phys, ...).
