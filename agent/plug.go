@@ -58,8 +58,8 @@ func (p *Plugger) Plug(ctx context.Context, instanceUUID, netnsPath string, vifs
 			// A new host-end device under an existing bridge row (the sandbox namespace was
 			// lost with its veth, e.g. by a host or dockerd restart): OVS's userspace datapath
 			// keeps polling the dead device and never reads the new one, so the guest can
-			// receive but not send. Only removing the row and adding it again, in separate
-			// transactions, makes ovs-vswitchd open the device anew.
+			// receive but not send. Only removing the row, letting ovs-vswitchd apply that
+			// (DeletePort waits for it), then adding it again makes it open the device anew.
 			if err := p.OVS.DeletePort(ctx, plan.HostName()); err != nil {
 				return fmt.Errorf("detach stale port %s from the integration bridge: %w", v.ID, err)
 			}
