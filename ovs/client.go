@@ -665,10 +665,16 @@ func (c *Client) DeletePort(ctx context.Context, name string) error {
 	if !vswitchd {
 		return nil
 	}
-	want := root.NextCfg + 1
+	// One update carries a whole transaction: with the port gone from the cache, next_cfg
+	// there includes our bump (and any other client's since), so reaching it is enough.
+	root, err = c.root(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	want := root.NextCfg
 	return c.waitCache(ctx, what+": ovs-vswitchd applies it", func() bool {
 		r, err := c.root(ctx)
-		return err == nil && r.NextCfg >= want && r.CurCfg >= want
+		return err == nil && r.CurCfg >= want
 	})
 }
 
