@@ -64,6 +64,7 @@ type config struct {
 	partition  int
 	logger     *slog.Logger
 	cacheBytes int64
+	rootCheck  func(*Result) error
 }
 
 // WithBackingOpener lets Convert follow qcow2 backing files (see qcow2.DirOpener).
@@ -79,6 +80,10 @@ func WithPartition(n int) Option { return func(c *config) { c.partition = n } }
 
 // WithLogger receives debug lines about the choices made.
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithRootCheck has check see the chosen root (partition, LV, filesystem, OS) before anything
+// is read from it; an error from check ends Convert with that error and nothing written.
+func WithRootCheck(check func(*Result) error) Option { return func(c *config) { c.rootCheck = check } }
 
 // WithCacheBytes sets the qcow2 decompressed-cluster cache budget (default 32 MiB).
 func WithCacheBytes(n int64) Option { return func(c *config) { c.cacheBytes = n } }
@@ -149,6 +154,11 @@ func Convert(ctx context.Context, r io.ReaderAt, size int64, w io.Writer, opts .
 	}
 	cfg.logger.DebugContext(ctx, "root filesystem chosen", "partition", res.RootPartition, "reason", res.RootReason,
 		"os", res.OS.OSID, "family", res.Family)
+	if cfg.rootCheck != nil {
+		if err := cfg.rootCheck(res); err != nil {
+			return res, err
+		}
+	}
 	plan := rootfs.NoAdaptation()
 	if cfg.adapt {
 		plan = rootfs.NewPlan(res.OS)

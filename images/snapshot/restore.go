@@ -79,8 +79,13 @@ func openDisk(ctx context.Context, r io.ReaderAt, size int64) (io.ReaderAt, int6
 	return img, img.Size(), img.Close, nil
 }
 
+// errNotInPlace stops reading an original whose root the snapshot cannot replace in place.
+var errNotInPlace = errors.New("original root not replaceable in place")
+
 // readOriginal streams the original's root filesystem through the project's converter, without
 // adaptation, merges what the adaptation removed into t, and describes the original disk.
+// When the root cannot be replaced in place (Original.InPlace), it merges nothing and
+// returns only RootFS and RootLV, with a nil state.
 func readOriginal(ctx context.Context, r io.ReaderAt, size int64, t *tree, log *slog.Logger) (*Original, *origState, Stats, error) {
 	state := &origState{entries: map[string]origEntry{}}
 	pr, pw := io.Pipe()
@@ -90,7 +95,15 @@ func readOriginal(ctx context.Context, r io.ReaderAt, size int64, t *tree, log *
 	}
 	done := make(chan convDone, 1)
 	go func() {
-		res, err := images.Convert(ctx, r, size, pw, images.WithoutAdaptation(), images.WithLogger(log))
+		res, err := images.Convert(ctx, r, size, pw, images.WithoutAdaptation(), images.WithLogger(log),
+			images.WithRootCheck(func(res *images.Result) error {
+				// A root the snapshot cannot replace in place gets a fresh disk: nothing of
+				// the original (kernel, modules, boot pieces) would be of use on it.
+				if ok, _ := (&Original{RootFS: res.Filesystem, RootLV: res.RootLV}).InPlace(); !ok {
+					return errNotInPlace
+				}
+				return nil
+			}))
 		pw.CloseWithError(err)
 		done <- convDone{res, err}
 	}()
@@ -122,6 +135,9 @@ func readOriginal(ctx context.Context, r io.ReaderAt, size int64, t *tree, log *
 		_, _ = io.Copy(io.Discard, pr)
 	}
 	cd := <-done
+	if errors.Is(cd.err, errNotInPlace) {
+		return &Original{VirtualSize: size, RootFS: cd.res.Filesystem, RootLV: cd.res.RootLV}, nil, Stats{}, nil
+	}
 	if xerr != nil {
 		return nil, nil, st, fmt.Errorf("merge original root: %w", xerr)
 	}

@@ -204,15 +204,13 @@ func (s *Staged) Build(ctx context.Context) (res *Result, err error) {
 		if err != nil {
 			return nil, err
 		}
-		if res.Actions, err = unadapt(t, state); err != nil {
-			return nil, fmt.Errorf("undo container adaptation: %w", err)
-		}
 		if ok, why := orig.InPlace(); !ok {
-			// The original's /boot and modules stay merged (a rescue boot finds them), but
-			// without its root filesystem type there is no disk to keep around the new root.
+			// Nothing of the original was merged: the tree stays the container's own.
 			freshWhy = why
 			res.Warnings = append(res.Warnings, why)
 			orig = nil
+		} else if res.Actions, err = unadapt(t, state); err != nil {
+			return nil, fmt.Errorf("undo container adaptation: %w", err)
 		}
 	}
 	if orig != nil {

@@ -170,8 +170,12 @@ func TestSnapshot(t *testing.T) {
 			if c.original != "" && c.mode == snapshot.LayoutFresh && !strings.Contains(res.Layout.Note, "ext4 on a fresh disk") {
 				t.Errorf("layout note %q does not say why the original layout was not kept", res.Layout.Note)
 			}
-			if c.original != "" && len(res.Actions) == 0 {
+			if c.original != "" && c.mode == snapshot.LayoutOriginal && len(res.Actions) == 0 {
 				t.Fatal("no un-adaptation step taken: the converter's fstab filter and masks were expected")
+			}
+			if c.mode == snapshot.LayoutFresh && (res.Restored.Entries != 0 || len(res.Actions) != 0) {
+				t.Errorf("a fresh disk took %d entries and %d un-adaptation steps from the original: it has no use for them",
+					res.Restored.Entries, len(res.Actions))
 			}
 			if c.opts.RootGB > 0 && res.VirtualSize < int64(c.opts.RootGB)<<30 {
 				t.Errorf("virtual size %d below root_gb %d", res.VirtualSize, c.opts.RootGB)
