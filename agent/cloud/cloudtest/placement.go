@@ -551,28 +551,34 @@ func (p *Placement) writeConsumers(w http.ResponseWriter, writes map[string]cons
 		}
 		newAllocs[cu] = na
 	}
-	// Capacity: each provider's usage once every write is applied.
+	// Capacity: every class written, against its provider's usage once all writes apply.
+	after := map[string]map[string]int{} // rp -> rc -> used
+	at := func(rpu string) map[string]int {
+		if after[rpu] == nil {
+			after[rpu] = map[string]int{}
+			maps.Copy(after[rpu], p.usage(rpu))
+		}
+		return after[rpu]
+	}
+	for cu, na := range newAllocs {
+		for rpu, res := range na {
+			for rc, n := range res {
+				at(rpu)[rc] += n
+			}
+		}
+		if old := p.consumers[cu]; old != nil {
+			for rpu, res := range old.allocations {
+				for rc, n := range res {
+					at(rpu)[rc] -= n
+				}
+			}
+		}
+	}
 	for _, na := range newAllocs {
 		for rpu, res := range na {
-			rp := p.providers[rpu]
-			used := maps.Clone(p.usage(rpu))
-			if used == nil {
-				used = map[string]int{}
-			}
-			for ocu := range newAllocs {
-				if old := p.consumers[ocu]; old != nil {
-					for rc, n := range old.allocations[rpu] {
-						used[rc] -= n
-					}
-				}
-				for rc, n := range newAllocs[ocu][rpu] {
-					used[rc] += n
-				}
-			}
 			for rc := range res {
-				inv := rp.inventories[rc]
-				capacity := int(float64(inv.Total-inv.Reserved) * inv.AllocationRatio)
-				if used[rc] > capacity {
+				inv := p.providers[rpu].inventories[rc]
+				if capacity := int(float64(inv.Total-inv.Reserved) * inv.AllocationRatio); after[rpu][rc] > capacity {
 					placementError(w, http.StatusConflict, "",
 						fmt.Sprintf("Unable to allocate inventory: Unable to create allocation for '%s' on resource provider '%s'. The requested amount would exceed the capacity.", rc, rpu))
 					return
