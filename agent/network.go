@@ -357,7 +357,9 @@ func (n *networkAPI) deallocate(ctx context.Context, instanceUUID string, vifs [
 			errs = append(errs, fmt.Errorf("delete port %s: %w", v.ID, err))
 		}
 	}
-	// Ports that reached neutron but not our cache (a crash between create and cache save).
+	// Ports that reached neutron but not our cache: a crash between create and cache save. A port
+	// created here carries the instance as device_id from its creation and gets a device_owner
+	// only when bound, so an unbound leftover is ours too (the build died between the two).
 	ports, err := n.neutron.ListPorts(ctx, cloud.PortFilter{DeviceID: instanceUUID})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("list leftover ports of %s: %w", instanceUUID, err))
@@ -367,7 +369,7 @@ func (n *networkAPI) deallocate(ctx context.Context, instanceUUID string, vifs [
 		known[v.ID] = true
 	}
 	for _, p := range ports {
-		if known[p.ID] || p.DeviceOwner == "" {
+		if known[p.ID] {
 			continue
 		}
 		if err := n.neutron.DeletePort(ctx, p.ID); err != nil && !errors.Is(err, cloud.ErrNotFound) {
