@@ -25,6 +25,9 @@ cleanup_cloud() {
 	local id
 	for id in $(servers | jq -r '.[].ID'); do osc server delete "$id" >/dev/null 2>&1 || true; done
 	for _ in $(seq 60); do [[ $(servers | jq length) == 0 ]] && break; sleep 2; done
+	# A port a failed run left (the suite's last check reports it) would keep the network, and
+	# its VLAN, from being deleted and fail every later run at its start.
+	for id in $(osc port list --network "$NET" -f value -c id 2>/dev/null); do osc port delete "$id" >/dev/null 2>&1 || true; done
 	osc network delete "$NET" >/dev/null 2>&1 || true
 	e2e_zone_remove
 	osc flavor delete "$FLAVOR" >/dev/null 2>&1 || true
