@@ -170,7 +170,8 @@ func (m *Manager) doBuild(ctx context.Context, rctx map[string]any, req *rpc.Req
 		m.deleteAllocations(ctx, uuid, log)
 		return
 	}
-	vifs, err := m.buildAndRun(ctx, rctx, req, inst, log)
+	var tm buildTimes
+	vifs, err := m.buildAndRun(ctx, rctx, req, inst, log, &tm)
 	var resched *rescheduled
 	switch {
 	case err == nil:
@@ -183,7 +184,9 @@ func (m *Manager) doBuild(ctx context.Context, rctx map[string]any, req *rpc.Req
 		m.failBuild(ctx, rctx, inst, vifs, err, log)
 	}
 	if err == nil {
-		log.Info("built instance", "seconds", time.Since(start).Seconds())
+		log.Info("built instance", "seconds", time.Since(start).Seconds(),
+			"network_s", tm.network.Seconds(), "image_s", tm.image.Seconds(), "spawn_s", tm.spawn.Seconds(),
+			"plug_s", tm.plug.Seconds(), "vif_wait_s", tm.vifWait.Seconds())
 	}
 	m.mu.Lock()
 	if err != nil {
@@ -204,7 +207,16 @@ func (m *Manager) doBuild(ctx context.Context, rctx map[string]any, req *rpc.Req
 	}
 }
 
-func (m *Manager) buildAndRun(ctx context.Context, rctx map[string]any, req *rpc.Request, inst *objects.Instance, log *slog.Logger) ([]VIF, error) {
+// buildTimes splits a build's wall time into the phases that dominate it, for the "built
+// instance" log line: where a slow boot spends its time is the first thing an operator asks.
+type buildTimes struct {
+	network, image, spawn time.Duration
+	// plug and vifWait are part of spawn: putting the ports into the sandbox, then neutron's
+	// network-vif-plugged round trip.
+	plug, vifWait time.Duration
+}
+
+func (m *Manager) buildAndRun(ctx context.Context, rctx map[string]any, req *rpc.Request, inst *objects.Instance, log *slog.Logger, tm *buildTimes) ([]VIF, error) {
 	uuid := inst.UUID()
 	lc := m.lc
 	if lc == nil {
@@ -230,7 +242,9 @@ func (m *Manager) buildAndRun(ctx context.Context, rctx map[string]any, req *rpc
 	}
 	uctx := cloud.WithRequestID(cloud.WithUserToken(ctx, stringOf(rctx["auth_token"])), stringOf(rctx["global_request_id"]))
 	net := &networkAPI{neutron: lc.Neutron, host: m.opts.Host, bridge: lc.Bridge}
+	t0 := time.Now()
 	vifs, err := net.allocate(uctx, inst, reqs)
+	tm.network = time.Since(t0)
 	if err != nil {
 		return nil, buildAborted(uuid, "failed to allocate the network(s)", err)
 	}
@@ -272,7 +286,9 @@ func (m *Manager) buildAndRun(ctx context.Context, rctx map[string]any, req *rpc
 	}
 
 	// Spawn.
+	t0 = time.Now()
 	image, err := m.ensureImage(uctx, inst)
+	tm.image = time.Since(t0)
 	if err != nil {
 		return vifs, buildAborted(uuid, "image could not be prepared", err)
 	}
@@ -280,7 +296,10 @@ func (m *Manager) buildAndRun(ctx context.Context, rctx map[string]any, req *rpc
 	if err != nil {
 		return vifs, buildAborted(uuid, "invalid instance", err)
 	}
-	if err := lc.Driver.Spawn(ctx, sp, m.plugAndWait(ctx, uuid, vifs, log)); err != nil {
+	t0 = time.Now()
+	err = lc.Driver.Spawn(ctx, sp, m.plugAndWait(ctx, uuid, vifs, log, tm))
+	tm.spawn = time.Since(t0)
+	if err != nil {
 		var vifErr *vifCreateFailed
 		switch {
 		case errors.As(err, &vifErr):
@@ -314,7 +333,7 @@ func (m *Manager) buildAndRun(ctx context.Context, rctx map[string]any, req *rpc
 // plugAndWait is the spawn's plug step: register for network-vif-plugged of every port that is
 // not active yet, plug them into the sandbox's namespace before the instance's init starts,
 // and wait for neutron to report them (nova's _get_neutron_events and wait_for_instance_event).
-func (m *Manager) plugAndWait(ctx context.Context, uuid string, vifs []VIF, log *slog.Logger) driver.PlugFunc {
+func (m *Manager) plugAndWait(ctx context.Context, uuid string, vifs []VIF, log *slog.Logger, tm *buildTimes) driver.PlugFunc {
 	return func(pctx context.Context, netns string) error {
 		lc := m.lc
 		waits := map[string]<-chan ExternalEvent{}
@@ -324,9 +343,13 @@ func (m *Manager) plugAndWait(ctx context.Context, uuid string, vifs []VIF, log 
 			}
 		}
 		defer m.events.Forget(uuid)
-		if err := lc.Plugger.Plug(pctx, uuid, netns, vifs); err != nil {
+		t0 := time.Now()
+		err := lc.Plugger.Plug(pctx, uuid, netns, vifs)
+		tm.plug = time.Since(t0)
+		if err != nil {
 			return err
 		}
+		defer func() { tm.vifWait = time.Since(t0) - tm.plug }()
 		if lc.VIFPluggingTimeout <= 0 || len(waits) == 0 {
 			return nil
 		}
