@@ -200,7 +200,7 @@ func TestSpawnFailureReschedules(t *testing.T) {
 	if f := h.cond.Faults(); len(f) != 0 {
 		t.Errorf("a rescheduled build recorded %d faults; nova leaves that to the conductor", len(f))
 	}
-	if !slices.Contains(h.placement.deleted, uuid) {
+	if !slices.Contains(h.placement.deleted(), uuid) {
 		t.Errorf("the claim on this host was not given back before the cast")
 	}
 }

@@ -7,107 +7,124 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
+	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nova-container-agent/nova-container-agent/agent/cloud"
+	"github.com/nova-container-agent/nova-container-agent/agent/cloud/cloudtest"
 	"github.com/nova-container-agent/nova-container-agent/agent/conductor"
 	"github.com/nova-container-agent/nova-container-agent/agent/conductor/conductortest"
+	"github.com/nova-container-agent/nova-container-agent/agent/config"
 	"github.com/nova-container-agent/nova-container-agent/agent/objects"
 	"github.com/nova-container-agent/nova-container-agent/agent/rpc"
 )
 
-// fakePlacement keeps providers, inventories and traits in memory with placement's generation
-// rule: every successful write bumps the provider generation.
-type fakePlacement struct {
-	mu        sync.Mutex
-	providers map[string]*fakeRP
-	deleted   []string
+// testPlacement is the agent's real placement client talking to cloudtest's placement (the
+// fake that passes the same conformance suite as placement itself), with the reads the tests
+// check through.
+type testPlacement struct {
+	*cloud.Placement
+	srv *cloudtest.Placement
 }
 
-type fakeRP struct {
+func newTestPlacement(t *testing.T) *testPlacement {
+	t.Helper()
+	k := cloudtest.NewKeystone()
+	t.Cleanup(k.Server.Close)
+	k.AddUser("placement", "placement-pw")
+	srv := cloudtest.NewPlacement()
+	t.Cleanup(srv.Server.Close)
+	srv.Auth = k.Valid
+	k.SetEndpoint("placement", srv.Server.URL)
+	sess, err := cloud.NewSession(context.Background(), config.KeystoneAuth{AuthType: "password", AuthURL: k.AuthURL(),
+		Username: "placement", Password: "placement-pw", ProjectName: "service", UserDomainName: "Default",
+		ProjectDomainName: "Default", RegionName: "RegionOne", ServiceType: "placement", ValidInterfaces: []string{"internal", "public"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cloud.NewPlacement(sess, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testPlacement{Placement: c, srv: srv}
+}
+
+// providerState is what placement holds for one resource provider.
+type providerState struct {
 	name   string
 	gen    int
 	inv    cloud.Inventories
 	traits []string
 }
 
-func newFakePlacement() *fakePlacement { return &fakePlacement{providers: map[string]*fakeRP{}} }
+func (p *testPlacement) provider(t *testing.T, uuid string) providerState {
+	t.Helper()
+	ctx := context.Background()
+	rp, err := p.Provider(ctx, uuid)
+	if err != nil {
+		t.Fatalf("read provider %s: %v", uuid, err)
+	}
+	inv, _, err := p.Inventories(ctx, uuid)
+	if err != nil {
+		t.Fatalf("read inventories of %s: %v", uuid, err)
+	}
+	traits, _, err := p.ProviderTraits(ctx, uuid)
+	if err != nil {
+		t.Fatalf("read traits of %s: %v", uuid, err)
+	}
+	return providerState{name: rp.Name, gen: rp.Generation, inv: inv, traits: traits}
+}
 
-func (p *fakePlacement) EnsureProvider(_ context.Context, uuid, name string) (*cloud.ResourceProvider, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	rp, ok := p.providers[uuid]
-	if !ok {
-		for id, o := range p.providers {
-			if o.name == name {
-				return nil, fmt.Errorf("provider name %s taken by %s: %w", name, id, cloud.ErrConflict)
-			}
+// deleted lists the consumers whose allocations the agent asked placement to delete.
+func (p *testPlacement) deleted() []string {
+	var out []string
+	for _, r := range p.srv.Requests() {
+		if c, ok := strings.CutPrefix(r.Path, "/allocations/"); ok && r.Method == http.MethodDelete {
+			out = append(out, c)
 		}
-		rp = &fakeRP{name: name, inv: cloud.Inventories{}}
-		p.providers[uuid] = rp
 	}
-	return &cloud.ResourceProvider{UUID: uuid, Name: rp.name, Generation: rp.gen}, nil
+	return out
 }
 
-func (p *fakePlacement) UpdateInventories(_ context.Context, uuid string, build func(cloud.Inventories) cloud.Inventories) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	rp, ok := p.providers[uuid]
-	if !ok {
-		return 0, fmt.Errorf("provider %s: %w", uuid, cloud.ErrNotFound)
+// set gives consumer c the resources res on provider rp, as the scheduler's claim does.
+func (p *testPlacement) set(t *testing.T, c, rp string, res map[string]int) {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := p.ConsumerAllocations(ctx, c)
+	if err != nil {
+		t.Fatalf("read allocations of %s: %v", c, err)
 	}
-	want := build(maps.Clone(rp.inv))
-	if !maps.Equal(want, rp.inv) {
-		rp.inv = want
-		rp.gen++
+	err = p.PutConsumerAllocations(ctx, c, cloud.ConsumerAllocations{Allocations: map[string]map[string]int{rp: res},
+		ConsumerGeneration: cur.ConsumerGeneration, ProjectID: "p1", UserID: "u1"})
+	if err != nil {
+		t.Fatalf("allocate %v on %s to %s: %v", res, rp, c, err)
 	}
-	return rp.gen, nil
 }
 
-func (p *fakePlacement) UpdateProviderTraits(_ context.Context, uuid string, build func([]string) []string) (int, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	rp, ok := p.providers[uuid]
-	if !ok {
-		return 0, fmt.Errorf("provider %s: %w", uuid, cloud.ErrNotFound)
+// get returns consumer c's allocations (nil when it has none).
+func (p *testPlacement) get(t *testing.T, c string) map[string]map[string]int {
+	t.Helper()
+	cur, err := p.ConsumerAllocations(context.Background(), c)
+	if err != nil {
+		t.Fatalf("read allocations of %s: %v", c, err)
 	}
-	want := slices.Sorted(slices.Values(build(slices.Clone(rp.traits))))
-	if !slices.Equal(want, rp.traits) {
-		rp.traits = want
-		rp.gen++
+	if len(cur.Allocations) == 0 {
+		return nil
 	}
-	return rp.gen, nil
-}
-
-func (p *fakePlacement) DeleteConsumerAllocations(_ context.Context, consumer string) (bool, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.deleted = append(p.deleted, consumer)
-	return true, nil
-}
-
-func (p *fakePlacement) provider(uuid string) fakeRP {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if rp := p.providers[uuid]; rp != nil {
-		return fakeRP{name: rp.name, gen: rp.gen, inv: maps.Clone(rp.inv), traits: slices.Clone(rp.traits)}
-	}
-	return fakeRP{}
+	return cur.Allocations
 }
 
 type harness struct {
 	cond      *conductortest.Fake
-	placement *fakePlacement
+	placement *testPlacement
 	state     string
 }
 
 func newHarness(t *testing.T) *harness {
-	return &harness{cond: conductortest.New(nil), placement: newFakePlacement(), state: t.TempDir()}
+	return &harness{cond: conductortest.New(nil), placement: newTestPlacement(t), state: t.TempDir()}
 }
 
 func (h *harness) manager(t *testing.T) *Manager {
@@ -171,7 +188,7 @@ func TestStartRegistersServiceNodeAndProvider(t *testing.T) {
 	if free := objInt(t, cn, "free_ram_mb"); free != 24105-512 {
 		t.Errorf("free_ram_mb = %d", free)
 	}
-	rp := h.placement.provider(node)
+	rp := h.placement.provider(t, node)
 	if rp.name != "nca-1" {
 		t.Fatalf("resource provider for %s: %+v", node, rp)
 	}
@@ -201,7 +218,7 @@ func TestStartRegistersServiceNodeAndProvider(t *testing.T) {
 	if got := objString(t, h.cond.ComputeNode("nca-1", "nca-1"), "uuid"); got != node {
 		t.Fatalf("restart changed the node uuid: %s -> %s", node, got)
 	}
-	if got := h.placement.provider(node).gen; got != gen {
+	if got := h.placement.provider(t, node).gen; got != gen {
 		t.Errorf("restart rewrote placement (generation %d -> %d) although nothing changed", gen, got)
 	}
 	creates := 0
@@ -251,14 +268,14 @@ func TestDisabledServiceTrait(t *testing.T) {
 	if err := m.UpdateAvailableResource(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(h.placement.provider(node).traits, "COMPUTE_STATUS_DISABLED") {
+	if !slices.Contains(h.placement.provider(t, node).traits, "COMPUTE_STATUS_DISABLED") {
 		t.Fatal("disabled service: trait not set within one audit")
 	}
 	res, err := m.SetHostEnabled(ctx, true)
 	if err != nil || res != "enabled" {
 		t.Fatalf("SetHostEnabled = %q, %v", res, err)
 	}
-	if slices.Contains(h.placement.provider(node).traits, "COMPUTE_STATUS_DISABLED") {
+	if slices.Contains(h.placement.provider(t, node).traits, "COMPUTE_STATUS_DISABLED") {
 		t.Fatal("set_host_enabled(true) did not remove the trait")
 	}
 }
@@ -409,7 +426,7 @@ func TestBuildWithoutDriverGoesToError(t *testing.T) {
 	if len(evs) != 1 || evs[0].Name != "compute__do_build_and_run_instance" || evs[0].Result == "" {
 		t.Errorf("events = %+v", evs)
 	}
-	if !slices.Contains(h.placement.deleted, uuid) {
-		t.Errorf("allocations of %s not deleted: %v", uuid, h.placement.deleted)
+	if !slices.Contains(h.placement.deleted(), uuid) {
+		t.Errorf("allocations of %s not deleted: %v", uuid, h.placement.deleted())
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/moby/moby/client"
@@ -26,92 +25,6 @@ import (
 	"github.com/nova-container-agent/nova-container-agent/driver/drivertest"
 	"github.com/nova-container-agent/nova-container-agent/driver/spec"
 )
-
-// allocPlacement adds consumer allocations to fakePlacement, with placement's consumer
-// generation rule (a write must name the generation read; an empty write removes the
-// consumer) and its capacity check left out.
-type allocPlacement struct {
-	*fakePlacement
-	mu        sync.Mutex
-	consumers map[string]*cloud.ConsumerAllocations
-}
-
-func (p *allocPlacement) ConsumerAllocations(_ context.Context, c string) (*cloud.ConsumerAllocations, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cur := p.consumers[c]
-	if cur == nil {
-		return &cloud.ConsumerAllocations{Allocations: map[string]map[string]int{}}, nil
-	}
-	out := *cur
-	out.Allocations = maps.Clone(cur.Allocations)
-	g := *cur.ConsumerGeneration
-	out.ConsumerGeneration = &g
-	return &out, nil
-}
-
-func (p *allocPlacement) PutConsumerAllocations(_ context.Context, c string, a cloud.ConsumerAllocations) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := p.checkGeneration(c, a); err != nil {
-		return err
-	}
-	p.write(c, a)
-	return nil
-}
-
-// PostAllocations writes all or nothing, as placement's POST /allocations.
-func (p *allocPlacement) PostAllocations(_ context.Context, byConsumer map[string]cloud.ConsumerAllocations) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c, a := range byConsumer {
-		if err := p.checkGeneration(c, a); err != nil {
-			return err
-		}
-	}
-	for c, a := range byConsumer {
-		p.write(c, a)
-	}
-	return nil
-}
-
-func (p *allocPlacement) checkGeneration(c string, a cloud.ConsumerAllocations) error {
-	cur := p.consumers[c]
-	switch {
-	case cur == nil && a.ConsumerGeneration != nil, cur != nil && (a.ConsumerGeneration == nil || *a.ConsumerGeneration != *cur.ConsumerGeneration):
-		return cloud.ErrGenerationConflict
-	}
-	return nil
-}
-
-func (p *allocPlacement) write(c string, a cloud.ConsumerAllocations) {
-	cur := p.consumers[c]
-	if len(a.Allocations) == 0 {
-		delete(p.consumers, c)
-		return
-	}
-	gen := 1
-	if cur != nil {
-		gen = *cur.ConsumerGeneration + 1
-	}
-	p.consumers[c] = &cloud.ConsumerAllocations{Allocations: maps.Clone(a.Allocations), ConsumerGeneration: &gen, ProjectID: a.ProjectID, UserID: a.UserID}
-}
-
-func (p *allocPlacement) set(c, rp string, res map[string]int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	g := 1
-	p.consumers[c] = &cloud.ConsumerAllocations{Allocations: map[string]map[string]int{rp: res}, ConsumerGeneration: &g, ProjectID: "p1", UserID: "u1"}
-}
-
-func (p *allocPlacement) get(c string) map[string]map[string]int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if cur := p.consumers[c]; cur != nil {
-		return maps.Clone(cur.Allocations)
-	}
-	return nil
-}
 
 type noPlug struct{}
 
@@ -257,7 +170,6 @@ func ourSteps(t *testing.T, reqs []conductortest.Request) []string {
 
 type resizeEnv struct {
 	h    *harness
-	ap   *allocPlacement
 	m    *Manager
 	df   *drivertest.Fake
 	disp *rpc.Dispatcher
@@ -269,10 +181,9 @@ func newResizeEnv(t *testing.T, prep map[string]json.RawMessage) *resizeEnv {
 	t.Helper()
 	ctx := context.Background()
 	h := newHarness(t)
-	ap := &allocPlacement{fakePlacement: h.placement, consumers: map[string]*cloud.ConsumerAllocations{}}
 	m, err := New(Options{Host: "nca-1", HostIP: "192.0.2.10", StatePath: h.state, InstancesPath: h.state + "/instances",
 		ProcRoot: "testdata/proc", HypervisorVersion: 20010024, Ratios: Ratios{InitialCPU: 16, InitialRAM: 1.5, InitialDisk: 1}},
-		conductor.New(h.cond), ap, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		conductor.New(h.cond), h.placement, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +231,7 @@ func newResizeEnv(t *testing.T, prep map[string]json.RawMessage) *resizeEnv {
 	m.mu.Lock()
 	rp := m.computeNode.UUID()
 	m.mu.Unlock()
-	return &resizeEnv{h: h, ap: ap, m: m, df: df, disp: rpc.NewDispatcher(m.Endpoints()...), rp: rp, uuid: inst.UUID()}
+	return &resizeEnv{h: h, m: m, df: df, disp: rpc.NewDispatcher(m.Endpoints()...), rp: rp, uuid: inst.UUID()}
 }
 
 func emptyTar() string { return string(make([]byte, 1024)) }
@@ -409,8 +320,8 @@ func TestSameHostResizeFollowsRecording(t *testing.T) {
 	_ = json.Unmarshal(mustField(t, prep["migration"], "uuid"), &mig1)
 	// The conductor's MigrationTask moved the source allocation to the migration and the
 	// scheduler claimed the new flavor for the instance.
-	e.ap.set(e.uuid, e.rp, small)
-	e.ap.set(mig1, e.rp, tiny)
+	e.h.placement.set(t, e.uuid, e.rp, small)
+	e.h.placement.set(t, mig1, e.rp, tiny)
 
 	start := len(e.h.cond.Requests())
 	if err := e.cast(t, "prep_resize", prep, "req-resize", "resize_prep"); err != nil {
@@ -448,10 +359,10 @@ func TestSameHostResizeFollowsRecording(t *testing.T) {
 	if vm, task, fl, stashed, mc := e.row(t); vm != "active" || task != "" || fl != "m1.small" || stashed || mc {
 		t.Fatalf("after confirm: vm %s task %q flavor %s stashed %v migration context %v", vm, task, fl, stashed, mc)
 	}
-	if a := e.ap.get(mig1); a != nil {
+	if a := e.h.placement.get(t, mig1); a != nil {
 		t.Errorf("migration %s still holds %v after confirm", mig1, a)
 	}
-	if a := e.ap.get(e.uuid); !maps.Equal(a[e.rp], small) {
+	if a := e.h.placement.get(t, e.uuid); !maps.Equal(a[e.rp], small) {
 		t.Errorf("instance allocation after confirm %v", a)
 	}
 	if confirmed := used(); verifying-confirmed != 64 {
@@ -465,8 +376,8 @@ func TestSameHostResizeFollowsRecording(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.h.cond.AddMigration(mo)
-	e.ap.set(e.uuid, e.rp, tiny)
-	e.ap.set(mig2, e.rp, small)
+	e.h.placement.set(t, e.uuid, e.rp, tiny)
+	e.h.placement.set(t, mig2, e.rp, small)
 	if err := e.cast(t, "prep_resize", prep2, "req-resize2", "resize_prep"); err != nil {
 		t.Fatal(err)
 	}
@@ -485,10 +396,10 @@ func TestSameHostResizeFollowsRecording(t *testing.T) {
 	if got := e.memory(t); got != 128<<20 {
 		t.Errorf("container memory after revert %d, want %d", got, 128<<20)
 	}
-	if a := e.ap.get(mig2); a != nil {
+	if a := e.h.placement.get(t, mig2); a != nil {
 		t.Errorf("migration %s still holds %v after revert", mig2, a)
 	}
-	if a := e.ap.get(e.uuid); !maps.Equal(a[e.rp], small) {
+	if a := e.h.placement.get(t, e.uuid); !maps.Equal(a[e.rp], small) {
 		t.Errorf("instance allocation after revert %v, want the old flavor %v", a, small)
 	}
 	if f := e.h.cond.Faults(); len(f) != 0 {
@@ -520,18 +431,18 @@ func TestPrepResizeFromAnotherHostRollsBack(t *testing.T) {
 	var mig string
 	_ = json.Unmarshal(mustField(t, prep["migration"], "uuid"), &mig)
 	tiny := map[string]int{"VCPU": 1, "MEMORY_MB": 64, "DISK_GB": 1}
-	e.ap.set(e.uuid, e.rp, map[string]int{"VCPU": 1, "MEMORY_MB": 128, "DISK_GB": 1})
-	e.ap.set(mig, e.rp, tiny)
+	e.h.placement.set(t, e.uuid, e.rp, map[string]int{"VCPU": 1, "MEMORY_MB": 128, "DISK_GB": 1})
+	e.h.placement.set(t, mig, e.rp, tiny)
 	if err := e.cast(t, "prep_resize", prep, "req-x", "resize_prep"); err == nil || !strings.Contains(err.Error(), "MigrationError") {
 		t.Errorf("prep_resize from another host: %v, want MigrationError", err)
 	}
 	if vm, task, _, _, _ := e.row(t); vm != "active" || task != "" {
 		t.Errorf("after a refused resize: vm %s task %q, want active/None", vm, task)
 	}
-	if a := e.ap.get(mig); a != nil {
+	if a := e.h.placement.get(t, mig); a != nil {
 		t.Errorf("migration still holds %v", a)
 	}
-	if a := e.ap.get(e.uuid); !maps.Equal(a[e.rp], tiny) {
+	if a := e.h.placement.get(t, e.uuid); !maps.Equal(a[e.rp], tiny) {
 		t.Errorf("instance allocation %v, want its old %v back", a, tiny)
 	}
 	evs := e.h.cond.Events(e.uuid)

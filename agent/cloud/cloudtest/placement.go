@@ -1,6 +1,7 @@
 package cloudtest
 
 import (
+	_ "embed"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -13,13 +14,21 @@ import (
 	"sync"
 )
 
-// StandardTraits are the os-traits names the fake knows from the start
-// (the ones nova-compute asked for in the recorded first start-up, plus the
-// status trait).
-var StandardTraits = []string{"COMPUTE_ACCELERATORS", "COMPUTE_DEVICE_TAGGING", "COMPUTE_IMAGE_TYPE_RAW",
-	"COMPUTE_NET_ATTACH_INTERFACE", "COMPUTE_NET_ATTACH_INTERFACE_WITH_TAG", "COMPUTE_NODE",
-	"COMPUTE_TRUSTED_CERTS", "COMPUTE_VOLUME_ATTACH_WITH_TAG", "COMPUTE_VOLUME_EXTEND",
-	"COMPUTE_VOLUME_MULTI_ATTACH", "COMPUTE_STATUS_DISABLED", "MISC_SHARES_VIA_AGGREGATE"}
+// StandardTraits are the os-traits names placement knows from the start: the list of the
+// os-traits release Zed's placement loads, so a trait the real service would refuse is refused
+// here too.
+var StandardTraits = func() []string {
+	var out []string
+	for _, l := range strings.Split(osTraits, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return out
+}()
+
+//go:embed os-traits.txt
+var osTraits string
 
 // standardClasses are placement's standard resource classes the agent uses.
 var standardClasses = []string{"VCPU", "MEMORY_MB", "DISK_GB", "PCPU", "SRIOV_NET_VF", "NET_BW_EGR_KILOBIT_PER_SEC"}
