@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/nova-container-agent/nova-container-agent/agent/cloud"
+	"github.com/nova-container-agent/nova-container-agent/agent/cloud/cloudtest"
 	"github.com/nova-container-agent/nova-container-agent/agent/objects"
 	"github.com/nova-container-agent/nova-container-agent/agent/rpc"
 	"github.com/nova-container-agent/nova-container-agent/driver"
@@ -46,23 +47,6 @@ func (glanceImage) GetImage(_ context.Context, id string) (*cloud.Image, error) 
 func (glanceImage) DownloadImage(context.Context, string) (*cloud.ImageData, error) {
 	return nil, errors.New("the cached image must be used")
 }
-
-// noPorts is a neutron with no ports: the builds here ask for no network.
-type noPorts struct{}
-
-func (noPorts) ListPorts(context.Context, cloud.PortFilter) ([]cloud.Port, error) { return nil, nil }
-func (noPorts) GetPort(context.Context, string) (*cloud.Port, error)              { return nil, cloud.ErrNotFound }
-func (noPorts) CreatePort(context.Context, cloud.PortCreate) (*cloud.Port, error) {
-	return nil, errors.New("no port may be created")
-}
-func (noPorts) UpdatePort(context.Context, string, cloud.PortUpdate) (*cloud.Port, error) {
-	return nil, cloud.ErrNotFound
-}
-func (noPorts) DeletePort(context.Context, string) error { return cloud.ErrNotFound }
-func (noPorts) GetNetwork(context.Context, string, ...string) (*cloud.Network, error) {
-	return nil, cloud.ErrNotFound
-}
-func (noPorts) ListSubnets(context.Context, []string) ([]cloud.Subnet, error) { return nil, nil }
 
 // recordedBuild is nova-conductor's build_and_run_instance cast of the recording, with the
 // instance asking for no network (the port path is covered by the e2e suites).
@@ -103,7 +87,7 @@ func newBuildEnv(t *testing.T, spawnErr error) (*harness, *Manager) {
 		t.Fatal(err)
 	}
 	m.SetLifecycle(&Lifecycle{Driver: spawnFails{Driver: d, err: spawnErr}, Images: oneImage{"nca-test/guest:1"},
-		Glance: glanceImage{}, Neutron: noPorts{}, Plugger: noPlug{}, Bridge: "br-int"})
+		Glance: glanceImage{}, Neutron: cloudtest.NewNeutron(), Plugger: noPlug{}, Bridge: "br-int"})
 	return h, m
 }
 

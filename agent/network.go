@@ -17,11 +17,7 @@ import (
 // port creation and reads with the user's token when the context carries one, binding updates
 // with the [neutron] service credentials (cloud.Neutron does both).
 type Neutron interface {
-	ListPorts(ctx context.Context, f cloud.PortFilter) ([]cloud.Port, error)
-	GetPort(ctx context.Context, id string) (*cloud.Port, error)
-	CreatePort(ctx context.Context, p cloud.PortCreate) (*cloud.Port, error)
-	UpdatePort(ctx context.Context, id string, u cloud.PortUpdate) (*cloud.Port, error)
-	DeletePort(ctx context.Context, id string) error
+	cloud.Ports
 	GetNetwork(ctx context.Context, id string, fields ...string) (*cloud.Network, error)
 	ListSubnets(ctx context.Context, ids []string) ([]cloud.Subnet, error)
 }

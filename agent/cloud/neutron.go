@@ -138,6 +138,18 @@ func (u PortUpdate) MarshalJSON() ([]byte, error) {
 	return json.Marshal(map[string]any{"port": m})
 }
 
+// Ports is the part of the port API a compute uses. Neutron implements it; so does
+// cloudtest's fake, and cloudtest.RunPortSuite holds both to the same behaviour.
+type Ports interface {
+	ListPorts(ctx context.Context, f PortFilter) ([]Port, error)
+	GetPort(ctx context.Context, id string) (*Port, error)
+	CreatePort(ctx context.Context, p PortCreate) (*Port, error)
+	UpdatePort(ctx context.Context, id string, u PortUpdate) (*Port, error)
+	DeletePort(ctx context.Context, id string) error
+}
+
+var _ Ports = (*Neutron)(nil)
+
 // Neutron is a client of the networking API.
 type Neutron struct {
 	svc *service

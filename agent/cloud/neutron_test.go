@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nova-container-agent/nova-container-agent/agent/cloud"
+	"github.com/nova-container-agent/nova-container-agent/agent/cloud/cloudtest"
 )
 
 // TestNeutronServerCreateMatchesNova replays the neutron half of the
@@ -127,4 +128,10 @@ func TestNeutronBindingFailedAndUnbind(t *testing.T) {
 	if gotBody != `{"port":{"binding:host_id":null}}` {
 		t.Errorf("unbind body %s", gotBody)
 	}
+}
+
+func TestFakeNeutronPortConformance(t *testing.T) {
+	n := cloudtest.NewNeutron()
+	n.AddNetwork(cloud.Network{ID: "5c8e7d4a-1b2c-4d3e-9f00-0a1b2c3d4e5f", Name: "net"})
+	cloudtest.RunPortSuite(t, n, "5c8e7d4a-1b2c-4d3e-9f00-0a1b2c3d4e5f")
 }
