@@ -466,15 +466,29 @@ func (d *Driver) Spawn(ctx context.Context, inst spec.Instance, plug PlugFunc) (
 		return fmt.Errorf("spawn %s: sandbox: %w", inst.UUID, ErrNotRunning)
 	}
 	ns := filepath.Join(d.procRoot, strconv.Itoa(sbc.State.Pid), "ns", "net")
-	if plug != nil {
-		if err := plug(ctx, ns); err != nil {
-			return fmt.Errorf("spawn %s: plug network into %s: %w", inst.UUID, ns, err)
+	// The instance container is created (not started) while the ports are plugged and neutron
+	// confirms them: creating it needs nothing from the network, and the plug step's wait for
+	// network-vif-plugged is the longest part of a spawn. Init starts only after both.
+	pctx, cancelPlug := context.WithCancel(ctx)
+	defer cancelPlug()
+	plugged := make(chan error, 1)
+	go func() {
+		if plug == nil {
+			plugged <- nil
+			return
 		}
-	}
-	if err := d.recordPlugged(inst.UUID, sbc); err != nil {
+		plugged <- plug(pctx, ns)
+	}()
+	if err := d.createInstance(ctx, inst, ctSpec); err != nil {
+		// No point waiting out neutron for a spawn that has already failed.
+		cancelPlug()
+		<-plugged
 		return fmt.Errorf("spawn %s: %w", inst.UUID, err)
 	}
-	if err := d.createInstance(ctx, inst, ctSpec); err != nil {
+	if err := <-plugged; err != nil {
+		return fmt.Errorf("spawn %s: plug network into %s: %w", inst.UUID, ns, err)
+	}
+	if err := d.recordPlugged(inst.UUID, sbc); err != nil {
 		return fmt.Errorf("spawn %s: %w", inst.UUID, err)
 	}
 	if err := d.start(ctx, ctSpec.Name); err != nil {
