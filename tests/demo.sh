@@ -48,6 +48,15 @@ if ! openstack subnet show "$SUBNET" >/dev/null 2>&1; then
 	openstack subnet create --network "$NET" --subnet-range "$CIDR" --gateway "$GATEWAY" \
 		--no-dhcp --dns-nameserver "$GATEWAY" "$SUBNET" >/dev/null
 fi
+# The machines outside neutron on this VLAN (the demo's peer, the boot bench's peer) have
+# fixed addresses in the subnet; a port holding each keeps neutron from giving it to an
+# instance (the bench once got its own peer's address and could never reach it).
+for ip in "$PEER_IP" 192.0.2.249; do
+	openstack port show "nca-reserved-$ip" >/dev/null 2>&1 ||
+		openstack port create --network "$NET" --fixed-ip "subnet=$SUBNET,ip-address=$ip" \
+			--device-owner nca:reserved "nca-reserved-$ip" >/dev/null ||
+		echo "demo: $ip is already an instance's; delete that instance to reserve it" >&2
+done
 openstack flavor show "$FLAVOR" >/dev/null 2>&1 ||
 	openstack flavor create --vcpus 1 --ram 512 --disk 4 "$FLAVOR" >/dev/null
 [[ -f $DEMO_DIR/id_ed25519 ]] || ssh-keygen -q -t ed25519 -N '' -f "$DEMO_DIR/id_ed25519"

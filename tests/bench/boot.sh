@@ -37,6 +37,7 @@ die() { echo "boot.sh: $*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "must run as root"
 osc image show "$IMAGE" >/dev/null 2>&1 || die "image $IMAGE missing: run tests/demo.sh first"
 osc network show "$NET" >/dev/null 2>&1 || die "network $NET missing: run tests/demo.sh first"
+osc port show "nca-reserved-192.0.2.249" >/dev/null 2>&1 || die "the peer's address is not reserved on $NET: run tests/demo.sh again"
 SEGMENT=$(osc network show "$NET" -f value -c provider:segmentation_id)
 
 e2e_host nca-bench-boot
