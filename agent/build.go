@@ -334,8 +334,13 @@ func (m *Manager) buildAndRun(ctx context.Context, rctx map[string]any, req *rpc
 // not active yet, plug them into the sandbox's namespace before the instance's init starts,
 // and wait for neutron to report them (nova's _get_neutron_events and wait_for_instance_event).
 func (m *Manager) plugAndWait(ctx context.Context, uuid string, vifs []VIF, log *slog.Logger, tm *buildTimes) driver.PlugFunc {
-	return func(pctx context.Context, netns string) error {
+	return func(pctx context.Context, netns string) (err error) {
 		lc := m.lc
+		defer func() {
+			if err == nil {
+				m.announce(ctx, netns, vifs, log)
+			}
+		}()
 		waits := map[string]<-chan ExternalEvent{}
 		for _, v := range vifs {
 			if !v.Active {
@@ -344,7 +349,7 @@ func (m *Manager) plugAndWait(ctx context.Context, uuid string, vifs []VIF, log 
 		}
 		defer m.events.Forget(uuid)
 		t0 := time.Now()
-		err := lc.Plugger.Plug(pctx, uuid, netns, vifs)
+		err = lc.Plugger.Plug(pctx, uuid, netns, vifs)
 		tm.plug = time.Since(t0)
 		if err != nil {
 			return err
@@ -373,6 +378,38 @@ func (m *Manager) plugAndWait(ctx context.Context, uuid string, vifs []VIF, log 
 		}
 		return nil
 	}
+}
+
+// announcer is a Plugger that can announce the ports' addresses on the network (Plugger).
+type announcer interface {
+	Announce(ctx context.Context, netnsPath string, vifs []VIF) error
+}
+
+// announce sends gratuitous ARPs for a new instance's addresses once neutron has wired its
+// ports, three times a second apart in the background: the first may be lost while a fresh
+// veth's queue is not yet active, and the build need not wait for any of them.
+func (m *Manager) announce(ctx context.Context, netns string, vifs []VIF, log *slog.Logger) {
+	a, ok := m.lc.Plugger.(announcer)
+	if !ok || len(vifs) == 0 {
+		return
+	}
+	m.builds.Add(1)
+	go func() {
+		defer m.builds.Done()
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		for i := 0; i < 3; i++ {
+			if err := a.Announce(actx, netns, vifs); err != nil {
+				log.Debug("announce addresses", "err", err)
+				return
+			}
+			select {
+			case <-actx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
 }
 
 // errNoRetry: the scheduler gave no retry information (the build was forced onto this host,

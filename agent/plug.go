@@ -23,6 +23,7 @@ type OVSPorts interface {
 type Plumber interface {
 	Plug(ctx context.Context, netnsPath string, plan vif.Plan) (vif.Outcome, error)
 	Unplug(ctx context.Context, portID string) error
+	Announce(ctx context.Context, netnsPath string, plan vif.Plan) error
 }
 
 var (
@@ -76,6 +77,24 @@ func (p *Plugger) Plug(ctx context.Context, instanceUUID, netnsPath string, vifs
 }
 
 // Unplug implements VIFPlugger; missing ports are not an error.
+// Announce sends a gratuitous ARP for each IPv4 address of the instance's ports from inside
+// its namespace, so machines that mapped a reused address to a deleted instance's MAC learn
+// the new one at once instead of after their neighbour entry expires.
+func (p *Plugger) Announce(ctx context.Context, netnsPath string, vifs []VIF) error {
+	var errs []error
+	for i, v := range vifs {
+		plan, err := VIFPlan(v, i)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("plan port %s: %w", v.ID, err))
+			continue
+		}
+		if err := p.Plumber.Announce(ctx, netnsPath, plan); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func (p *Plugger) Unplug(ctx context.Context, instanceUUID string, vifs []VIF) error {
 	var errs []error
 	for _, v := range vifs {

@@ -29,6 +29,8 @@ func (b *bridgeModel) DeletePort(_ context.Context, name string) error {
 	return nil
 }
 
+func (b *bridgeModel) Announce(context.Context, string, vif.Plan) error { return nil }
+
 func (b *bridgeModel) Plug(_ context.Context, _ string, plan vif.Plan) (vif.Outcome, error) {
 	gen, ok := b.device[plan.HostName()]
 	switch {
