@@ -17,7 +17,6 @@ import (
 	"github.com/nova-container-agent/nova-container-agent/agent/cloud/cloudtest"
 	"github.com/nova-container-agent/nova-container-agent/agent/conductor"
 	"github.com/nova-container-agent/nova-container-agent/agent/conductor/conductortest"
-	"github.com/nova-container-agent/nova-container-agent/agent/config"
 	"github.com/nova-container-agent/nova-container-agent/agent/objects"
 	"github.com/nova-container-agent/nova-container-agent/agent/rpc"
 )
@@ -32,23 +31,7 @@ type testPlacement struct {
 
 func newTestPlacement(t *testing.T) *testPlacement {
 	t.Helper()
-	k := cloudtest.NewKeystone()
-	t.Cleanup(k.Server.Close)
-	k.AddUser("placement", "placement-pw")
-	srv := cloudtest.NewPlacement()
-	t.Cleanup(srv.Server.Close)
-	srv.Auth = k.Valid
-	k.SetEndpoint("placement", srv.Server.URL)
-	sess, err := cloud.NewSession(context.Background(), config.KeystoneAuth{AuthType: "password", AuthURL: k.AuthURL(),
-		Username: "placement", Password: "placement-pw", ProjectName: "service", UserDomainName: "Default",
-		ProjectDomainName: "Default", RegionName: "RegionOne", ServiceType: "placement", ValidInterfaces: []string{"internal", "public"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := cloud.NewPlacement(sess, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, srv := cloudtest.NewPlacementClient(t)
 	return &testPlacement{Placement: c, srv: srv}
 }
 

@@ -21,11 +21,8 @@ import (
 func TestRealNeutronPortConformance(t *testing.T) {
 	cfg := aioConfig(t)
 	ctx := context.Background()
-	sess, err := cloud.NewSession(ctx, cfg.Neutron.KeystoneAuth)
-	if err != nil {
-		t.Fatalf("keystone (is the all-in-one up?): %v", err)
-	}
-	n, err := cloud.NewNeutron(sess, nil, "", 3)
+	sess := aioSession(t, cfg.Neutron.KeystoneAuth)
+	n, err := cloud.NewNeutron(sess, nil, "", cfg.Neutron.HTTPRetries)
 	if err != nil {
 		t.Fatal(err)
 	}

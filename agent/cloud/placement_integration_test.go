@@ -31,16 +31,21 @@ func aioConfig(t *testing.T) *config.Config {
 	return cfg
 }
 
+// aioSession authenticates one auth section of the all-in-one's agent.conf.
+func aioSession(t *testing.T, a config.KeystoneAuth) *cloud.Session {
+	t.Helper()
+	sess, err := cloud.NewSession(context.Background(), a)
+	if err != nil {
+		t.Fatalf("keystone (is the all-in-one up?): %v", err)
+	}
+	return sess
+}
+
 // TestRealPlacementConformance runs the suite the fake passes against the
 // all-in-one placement at 127.0.0.1:8778.
 func TestRealPlacementConformance(t *testing.T) {
 	cfg := aioConfig(t)
-	ctx := context.Background()
-	sess, err := cloud.NewSession(ctx, cfg.Placement.KeystoneAuth)
-	if err != nil {
-		t.Fatalf("keystone (is the all-in-one up?): %v", err)
-	}
-	p, err := cloud.NewPlacement(sess, "")
+	p, err := cloud.NewPlacement(aioSession(t, cfg.Placement.KeystoneAuth), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,11 +85,7 @@ func TestRealSessionsForEverySection(t *testing.T) {
 func TestRealNeutronAndGlanceReads(t *testing.T) {
 	cfg := aioConfig(t)
 	ctx := context.Background()
-	ns, err := cloud.NewSession(ctx, cfg.Neutron.KeystoneAuth)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nt, err := cloud.NewNeutron(ns, nil, "", cfg.Neutron.HTTPRetries)
+	nt, err := cloud.NewNeutron(aioSession(t, cfg.Neutron.KeystoneAuth), nil, "", cfg.Neutron.HTTPRetries)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,11 +96,7 @@ func TestRealNeutronAndGlanceReads(t *testing.T) {
 	if _, err := nt.ListPorts(ctx, cloud.PortFilter{HostID: cfg.Default.Host, Fields: []string{"id", "binding:host_id"}}); err != nil {
 		t.Errorf("list ports: %v", err)
 	}
-	gs, err := cloud.NewSession(ctx, cfg.Glance.KeystoneAuth)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := cloud.NewGlance(gs, nil, "", 0)
+	g, err := cloud.NewGlance(aioSession(t, cfg.Glance.KeystoneAuth), nil, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,22 +10,8 @@ import (
 	"github.com/nova-container-agent/nova-container-agent/agent/cloud/cloudtest"
 )
 
-func fakePlacement(t *testing.T) (*cloud.Placement, *cloudtest.Placement) {
-	t.Helper()
-	k := newKeystone(t, "placement")
-	fp := cloudtest.NewPlacement()
-	t.Cleanup(fp.Server.Close)
-	fp.Auth = k.Valid
-	k.SetEndpoint("placement", fp.Server.URL)
-	p, err := cloud.NewPlacement(session(t, k, "placement", "placement"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p, fp
-}
-
 func TestFakePlacementConformance(t *testing.T) {
-	p, _ := fakePlacement(t)
+	p, _ := cloudtest.NewPlacementClient(t)
 	cloudtest.RunPlacementSuite(t, p)
 }
 
@@ -118,7 +104,7 @@ func TestConsumerAllocationsFromServerCreate(t *testing.T) {
 }
 
 func TestPlacementErrorsAreSentinels(t *testing.T) {
-	p, fp := fakePlacement(t)
+	p, fp := cloudtest.NewPlacementClient(t)
 	ctx := context.Background()
 	const u = "6f1b0f8c-5f6e-4b53-9d0e-2f4c8f8a1b11"
 	if _, err := p.EnsureProvider(ctx, u, "n1"); err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/google/uuid"
@@ -79,15 +80,7 @@ func (n *Neutron) ListPorts(_ context.Context, f cloud.PortFilter) ([]cloud.Port
 		}
 		out = append(out, clonePort(p))
 	}
-	slices.SortFunc(out, func(a, b cloud.Port) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b cloud.Port) int { return strings.Compare(a.ID, b.ID) })
 	return out, nil
 }
 
