@@ -52,9 +52,10 @@ type Glance interface {
 }
 
 // VIFPlugger puts an instance's ports into its network namespace and on the integration
-// bridge, and takes them out again.
+// bridge, announces their addresses on the network, and takes them out again.
 type VIFPlugger interface {
 	Plug(ctx context.Context, instanceUUID, netnsPath string, vifs []VIF) error
+	Announce(ctx context.Context, netnsPath string, vifs []VIF) error
 	Unplug(ctx context.Context, instanceUUID string, vifs []VIF) error
 }
 
@@ -380,26 +381,21 @@ func (m *Manager) plugAndWait(ctx context.Context, uuid string, vifs []VIF, log 
 	}
 }
 
-// announcer is a Plugger that can announce the ports' addresses on the network (Plugger).
-type announcer interface {
-	Announce(ctx context.Context, netnsPath string, vifs []VIF) error
-}
-
 // announce sends gratuitous ARPs for a new instance's addresses once neutron has wired its
 // ports, three times a second apart in the background: the first may be lost while a fresh
 // veth's queue is not yet active, and the build need not wait for any of them.
 func (m *Manager) announce(ctx context.Context, netns string, vifs []VIF, log *slog.Logger) {
-	a, ok := m.lc.Plugger.(announcer)
-	if !ok || len(vifs) == 0 {
+	if len(vifs) == 0 {
 		return
 	}
+	pl := m.lc.Plugger
 	m.builds.Add(1)
 	go func() {
 		defer m.builds.Done()
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		for i := 0; i < 3; i++ {
-			if err := a.Announce(actx, netns, vifs); err != nil {
+			if err := pl.Announce(actx, netns, vifs); err != nil {
 				log.Debug("announce addresses", "err", err)
 				return
 			}

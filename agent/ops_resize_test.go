@@ -30,6 +30,7 @@ type noPlug struct{}
 
 func (noPlug) Plug(context.Context, string, string, []VIF) error { return nil }
 func (noPlug) Unplug(context.Context, string, []VIF) error       { return nil }
+func (noPlug) Announce(context.Context, string, []VIF) error     { return nil }
 
 // recorded is one message of the trimmed recording (testdata/resize).
 type recorded struct {
